@@ -1,0 +1,1 @@
+"""Grading submissions and what a grade is made of."""

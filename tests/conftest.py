@@ -1,0 +1,30 @@
+"""Shared fixtures: a private, built copy of the course, so tests never write into the checkout."""
+
+from __future__ import annotations
+
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from autograder.authoring.build import build
+from autograder.course import Course
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def repo_course() -> Course:
+    return Course(REPO)
+
+
+@pytest.fixture(scope="session")
+def built_course(tmp_path_factory: pytest.TempPathFactory) -> Course:
+    """The course's reference/ copied to a fresh folder and built there (masters' own tests run)."""
+    root = tmp_path_factory.mktemp("course")
+    shutil.copytree(REPO / "reference", root / "reference")
+    course = Course(root)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(lambda a: build(a, run_tests=True), course.assignments()))
+    return course
