@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,13 @@ def _is_hidden_test(source: str) -> bool:
     return '""" # BEGIN TEST CONFIG' in source and bool(_HIDDEN_CONFIG.search(source))
 
 
+def _unparsed_lines(source: str) -> set[str]:
+    try:
+        return {normalise(line) for line in ast.unparse(ast.parse(source)).splitlines()}
+    except SyntaxError:
+        return set()
+
+
 def read_secrets(master: Path) -> MasterSecrets:
     nb = notebooks.read(master)
     secrets = MasterSecrets()
@@ -55,8 +63,11 @@ def read_secrets(master: Path) -> MasterSecrets:
                 in_tests = False
             continue
         lines = [normalise(line) for line in source.splitlines()]
-        if cell.cell_type == "code" and in_tests and _is_hidden_test(source):
-            secrets.hidden_test_lines.update(lines)
+        if cell.cell_type == "code" and in_tests:
+            # Otter re-formats test code (ast.unparse): compare both spellings.
+            both = set(lines) | _unparsed_lines(source)
+            target = secrets.hidden_test_lines if _is_hidden_test(source) else secrets.public_lines
+            target.update(both)
             continue
         in_solution = False
         for raw, line in zip(source.splitlines(), lines, strict=True):

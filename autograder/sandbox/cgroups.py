@@ -1,0 +1,101 @@
+"""Memory and process limits through a cgroup of the sandbox's own (v1 or v2 hierarchy).
+
+A cgroup limit holds for the whole process tree, counts what the kernel really charges (unlike
+RLIMIT_AS, which a CUDA build of torch exceeds on import), and tells us afterwards whether the
+memory limit was hit.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+ROOT = Path("/sys/fs/cgroup")
+
+
+class CgroupSet:
+    """A sandbox's cgroup(s): `attach(pid)` before exec, `kill_all()` and `remove()` afterwards."""
+
+    def __init__(self, name: str, memory_mb: int, pids: int) -> None:
+        self.dirs: dict[str, Path] = {}
+        self.v2 = (ROOT / "cgroup.controllers").is_file()
+        limit = str(memory_mb * 1024 * 1024)
+        if self.v2:
+            path = ROOT / "autograder" / name
+            path.mkdir(parents=True)
+            (path / "memory.max").write_text(limit)
+            (path / "memory.swap.max").write_text("0") if (path / "memory.swap.max").exists() else None
+            (path / "pids.max").write_text(str(pids))
+            self.dirs["unified"] = path
+        else:
+            memory = ROOT / "memory" / "autograder" / name
+            memory.mkdir(parents=True)
+            (memory / "memory.limit_in_bytes").write_text(limit)
+            self.dirs["memory"] = memory
+            pid_dir = ROOT / "pids" / "autograder" / name
+            pid_dir.mkdir(parents=True)
+            (pid_dir / "pids.max").write_text(str(pids))
+            self.dirs["pids"] = pid_dir
+
+    @staticmethod
+    def usable() -> bool:
+        if (ROOT / "cgroup.controllers").is_file():
+            controllers = (ROOT / "cgroup.controllers").read_text().split()
+            return {"memory", "pids"} <= set(controllers) and os.access(ROOT, os.W_OK)
+        return os.access(ROOT / "memory", os.W_OK) and os.access(ROOT / "pids", os.W_OK)
+
+    def attach(self, pid: int) -> None:
+        for path in self.dirs.values():
+            (path / "cgroup.procs").write_text(str(pid))
+
+    def pids(self) -> set[int]:
+        found: set[int] = set()
+        for path in self.dirs.values():
+            try:
+                found.update(int(p) for p in (path / "cgroup.procs").read_text().split())
+            except OSError:
+                pass
+        return found
+
+    def kill_all(self) -> None:
+        for _ in range(50):
+            pids = self.pids()
+            if not pids:
+                return
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.02)
+
+    def memory_exceeded(self) -> bool:
+        if self.v2:
+            events = (self.dirs["unified"] / "memory.events").read_text().split()
+            counts = dict(zip(events[::2], map(int, events[1::2]), strict=True))
+            return counts.get("oom_kill", 0) > 0 or counts.get("max", 0) > 0
+        control = (self.dirs["memory"] / "memory.oom_control").read_text().split()
+        counts = dict(zip(control[::2], map(int, control[1::2]), strict=True))
+        return counts.get("oom_kill", 0) > 0
+
+    def peak_memory_mb(self) -> float:
+        name = "memory.peak" if self.v2 else "memory.max_usage_in_bytes"
+        path = self.dirs["unified" if self.v2 else "memory"] / name
+        try:
+            return int(path.read_text()) / 1024 / 1024
+        except (OSError, ValueError):
+            return float("nan")
+
+    def remove(self) -> None:
+        self.kill_all()
+        for path in self.dirs.values():
+            for _ in range(50):
+                try:
+                    path.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.02)
