@@ -46,9 +46,9 @@ class CgroupSet:
             return {"memory", "pids"} <= set(controllers) and os.access(ROOT, os.W_OK)
         return os.access(ROOT / "memory", os.W_OK) and os.access(ROOT / "pids", os.W_OK)
 
-    def attach(self, pid: int) -> None:
-        for path in self.dirs.values():
-            (path / "cgroup.procs").write_text(str(pid))
+    def procs_files(self) -> list[Path]:
+        """Writing a pid into each of these moves that process (and its future children) in."""
+        return [path / "cgroup.procs" for path in self.dirs.values()]
 
     def pids(self) -> set[int]:
         found: set[int] = set()

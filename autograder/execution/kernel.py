@@ -1,0 +1,176 @@
+"""A real IPython kernel inside a sandbox, driven cell by cell with timeouts and output limits.
+
+The kernel talks over Unix sockets (ZMQ ipc transport), which cross the sandbox's network namespace
+through one bound folder; interrupts go as messages (a signal would reach the sandbox wrapper, not
+the kernel). Whatever the student code does, `execute` returns: a hang is interrupted and then
+killed, a dead kernel is reported, an output flood is cut and then killed.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import nbformat
+from jupyter_client.kernelspec import KernelSpec
+from jupyter_client.manager import KernelManager
+
+from autograder.sandbox.limits import Limits
+
+INTERRUPT_GRACE = 5.0  # seconds a kernel gets to come back after an interrupt
+FLOOD_FACTOR = 64  # a cell printing this many times its output allowance gets its kernel killed
+
+
+class KernelDied(RuntimeError):
+    pass
+
+
+@dataclass
+class CellRun:
+    status: str  # ok | error | timeout | dead | flood
+    seconds: float
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None  # "Ename: message" of the student's exception
+    traceback: str | None = None
+    truncated: bool = False
+
+    @property
+    def kernel_lost(self) -> bool:
+        return self.status in ("dead", "flood") or (self.status == "timeout" and self.error == "killed")
+
+
+class _SandboxedKernelManager(KernelManager):
+    """A KernelManager whose command is the sandboxed one and whose interrupts are messages."""
+
+    def __init__(self, sandbox_wrap, **kwargs: Any) -> None:  # noqa: ANN001
+        super().__init__(**kwargs)
+        self._sandbox_wrap = sandbox_wrap
+
+    @property
+    def kernel_spec(self) -> KernelSpec:
+        return KernelSpec(argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                          display_name="Python 3 (sandboxed)", language="python",
+                          interrupt_mode="message")
+
+    def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+        argv = [sys.executable, "-m", "ipykernel_launcher", "-f", self.connection_file,
+                "--HistoryManager.enabled=False", "--IPKernelApp.log_level=ERROR"]
+        return self._sandbox_wrap(argv)
+
+
+class SandboxedKernel:
+    def __init__(self, sandbox: Any, limits: Limits) -> None:
+        self.sandbox = sandbox
+        self.limits = limits
+        self.km: _SandboxedKernelManager | None = None
+        self.kc = None
+        self.starts = 0
+
+    def start(self, timeout: float = 120.0) -> None:
+        ipc = self.sandbox.ipc_dir
+        self.starts += 1
+        name = f"kernel{self.starts}"
+        km = _SandboxedKernelManager(self.sandbox.wrap, transport="ipc", ip=str(ipc / name),
+                                     connection_file=str(ipc / f"{name}.json"))
+        km.write_connection_file()
+        uid = self.sandbox.uid
+        os.chown(km.connection_file, uid, uid)
+        km.start_kernel(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.km = km
+        self.kc = km.blocking_client()
+        self.kc.start_channels()
+        try:
+            self.kc.wait_for_ready(timeout=timeout)
+        except RuntimeError as error:
+            self.shutdown()
+            raise KernelDied(f"the kernel did not start: {error}") from error
+
+    def alive(self) -> bool:
+        return self.km is not None and self.km.is_alive()
+
+    def execute(self, code: str, timeout: float) -> CellRun:
+        if not self.alive():
+            return CellRun("dead", 0.0, error="the kernel is not running")
+        started = time.monotonic()
+        msg_id = self.kc.execute(code, store_history=True, allow_stdin=False, stop_on_error=False)
+        run = CellRun("ok", 0.0)
+        allowance = self.limits.output_kb * 1024
+        received = kept = 0
+        deadline = started + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._stop_runaway(run, msg_id)
+                break
+            try:
+                msg = self.kc.get_iopub_msg(timeout=min(0.5, remaining))
+            except queue.Empty:
+                if not self.alive():
+                    run.status, run.error = "dead", "the kernel died (killed, crashed or exited)"
+                    break
+                continue
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "status" and content.get("execution_state") == "idle":
+                break
+            if kind not in ("stream", "display_data", "execute_result", "error"):
+                continue
+            size = len(str(content))
+            received += size
+            if kind == "error":
+                run.status = "error"
+                run.error = f"{content.get('ename')}: {content.get('evalue')}"[:2000]
+                run.traceback = "\n".join(content.get("traceback", []))[-8000:]
+            if kept + size <= allowance:
+                run.outputs.append(nbformat.v4.output_from_msg(msg))
+                kept += size
+            else:
+                run.truncated = True
+            if received > FLOOD_FACTOR * allowance:
+                self.kill()
+                run.status = "flood"
+                run.error = f"the cell printed more than {received // 1024 // 1024} MB: stopped"
+                break
+        run.seconds = time.monotonic() - started
+        return run
+
+    def _stop_runaway(self, run: CellRun, msg_id: str) -> None:
+        """Interrupt a cell past its time; kill the kernel if it does not come back."""
+        run.status = "timeout"
+        try:
+            self.km.interrupt_kernel()
+        except Exception:  # noqa: BLE001 - a broken kernel is handled as a dead one below
+            pass
+        deadline = time.monotonic() + INTERRUPT_GRACE
+        while time.monotonic() < deadline:
+            try:
+                msg = self.kc.get_iopub_msg(timeout=0.2)
+            except queue.Empty:
+                continue
+            if (msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "status"
+                    and msg["content"].get("execution_state") == "idle"):
+                run.error = "interrupted"
+                return
+        self.kill()
+        run.error = "killed"
+
+    def kill(self) -> None:
+        self.sandbox.kill_all()
+
+    def shutdown(self) -> None:
+        self.sandbox.kill_all()
+        if self.kc is not None:
+            self.kc.stop_channels()
+        if self.km is not None:
+            try:
+                self.km.shutdown_kernel(now=True)
+            except Exception:  # noqa: BLE001 - already dead is fine
+                pass
+            self.km.cleanup_resources()
+        self.km = self.kc = None
