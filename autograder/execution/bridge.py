@@ -14,7 +14,7 @@ from typing import Any
 
 from autograder.execution import codec
 from autograder.execution.agent import MIME, agent_source
-from autograder.execution.kernel import SandboxedKernel
+from autograder.execution.session import NotebookSession
 
 
 class StudentCodeError(Exception):
@@ -40,18 +40,31 @@ def _raise_student_error(reply: dict[str, Any], name: str) -> None:
 
 
 class Bridge:
-    def __init__(self, kernel: SandboxedKernel, call_timeout: float) -> None:
-        self.kernel = kernel
-        self.call_timeout = call_timeout
+    """Requests into a notebook session's kernel; a kernel that a call killed is revived (the good
+    cells replayed) before the next request, so one fatal function costs only its own checks."""
+
+    def __init__(self, session: NotebookSession) -> None:
+        self.session = session
+        self.call_timeout = session.limits.cell_timeout
         self.calls = 0
-        run = kernel.execute(agent_source(), timeout=60)
+        self._agent_in: object = None  # the kernel the agent was sent into
+
+    def _ensure_agent(self) -> None:
+        if self._agent_in is self.session.kernel.km and self.session.kernel.alive():
+            return
+        if not self.session.revive():
+            raise StudentCodeError("the notebook's kernel died and could not be restarted", "KernelDied")
+        run = self.session.kernel.execute(agent_source(), timeout=60)
         if run.status != "ok":
-            raise StudentCodeError(f"the grader could not talk to the notebook's kernel ({run.error})")
+            raise StudentCodeError(f"the grader could not talk to the notebook's kernel ({run.error})",
+                                   "NoAnswer")
+        self._agent_in = self.session.kernel.km
 
     def _request(self, request: dict[str, Any], name: str) -> dict[str, Any]:
+        self._ensure_agent()
         self.calls += 1
         code = f"__autograder_handle({json.dumps(json.dumps(request, allow_nan=True))})"
-        run = self.kernel.execute(code, timeout=self.call_timeout)
+        run = self.session.kernel.execute(code, timeout=self.call_timeout)
         if run.status == "timeout":
             raise StudentCodeError(f"{name} did not return within {self.call_timeout:g} s", "TimeoutError")
         if run.kernel_lost:

@@ -71,14 +71,12 @@ class CgroupSet:
                     pass
             time.sleep(0.02)
 
-    def memory_exceeded(self) -> bool:
-        if self.v2:
-            events = (self.dirs["unified"] / "memory.events").read_text().split()
-            counts = dict(zip(events[::2], map(int, events[1::2]), strict=True))
-            return counts.get("oom_kill", 0) > 0 or counts.get("max", 0) > 0
-        control = (self.dirs["memory"] / "memory.oom_control").read_text().split()
-        counts = dict(zip(control[::2], map(int, control[1::2]), strict=True))
-        return counts.get("oom_kill", 0) > 0
+    def oom_kills(self) -> int:
+        """How many processes the kernel killed for exceeding the memory limit so far."""
+        name = "memory.events" if self.v2 else "memory.oom_control"
+        fields = (self.dirs["unified" if self.v2 else "memory"] / name).read_text().split()
+        counts = dict(zip(fields[::2], fields[1::2], strict=True))
+        return int(counts.get("oom_kill", 0))
 
     def peak_memory_mb(self) -> float:
         name = "memory.peak" if self.v2 else "memory.max_usage_in_bytes"

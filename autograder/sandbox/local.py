@@ -167,8 +167,8 @@ class LocalSandbox:
     def kill_all(self) -> None:
         self.cgroups.kill_all()
 
-    def memory_exceeded(self) -> bool:
-        return self.cgroups.memory_exceeded()
+    def oom_kills(self) -> int:
+        return self.cgroups.oom_kills()
 
     def peak_memory_mb(self) -> float:
         return self.cgroups.peak_memory_mb()

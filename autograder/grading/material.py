@@ -1,0 +1,41 @@
+"""What grading one assignment needs, as plain data that can travel to any worker or machine."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from autograder import __version__
+from autograder.course import Assignment, CourseError
+
+
+@dataclass(frozen=True)
+class Material:
+    assignment: str
+    tests: dict[str, str]  # grader side only: test file name -> source (public and hidden)
+    home_files: dict[str, bytes]  # public student material, copied into each sandbox
+    settings: dict = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, assignment: Assignment) -> Material:
+        if not assignment.tests_dir.is_dir():
+            raise CourseError(
+                f"{assignment.tests_dir} is missing: run `autograder build {assignment.name}` first")
+        tests = {p.name: p.read_text(encoding="utf-8") for p in sorted(assignment.tests_dir.glob("*.py"))}
+        home = {
+            str(p.relative_to(assignment.student_dir)): p.read_bytes()
+            for p in sorted(assignment.student_dir.rglob("*")) if p.is_file()
+        }
+        return cls(assignment.name, tests, home)
+
+    def version(self, limits: dict) -> str:
+        """Changes whenever anything that can change a grade changes: then stored grades are stale."""
+        digest = hashlib.sha256()
+        digest.update(json.dumps({"grader": __version__, "limits": limits, "settings": self.settings},
+                                 sort_keys=True).encode())
+        for name in sorted(self.tests):
+            digest.update(name.encode() + b"\0" + self.tests[name].encode() + b"\0")
+        for name in sorted(self.home_files):
+            digest.update(name.encode() + b"\0" + self.home_files[name] + b"\0")
+        return digest.hexdigest()[:16]

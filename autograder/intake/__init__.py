@@ -1,0 +1,1 @@
+"""Reading submissions: single notebooks, folders of them, class zips; validated, never trusted."""
