@@ -41,6 +41,78 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(_course(args), jobs=args.jobs)
 
 
+def _limits(args: argparse.Namespace):  # noqa: ANN202
+    from autograder.sandbox.limits import Limits
+
+    defaults = Limits()
+    return Limits(
+        timeout=args.timeout or defaults.timeout,
+        cell_timeout=args.cell_timeout or defaults.cell_timeout,
+        memory_mb=args.memory or defaults.memory_mb,
+    )
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from autograder.grading.batch import BatchOptions, grade_batch
+    from autograder.sandbox.local import sandbox_problem
+    from autograder.store import Store
+
+    problem = sandbox_problem()
+    if problem:
+        raise CourseError(f"cannot grade without the sandbox: {problem}")
+    course = _course(args)
+    assignment = course.assignment(args.assignment)
+    out = Path(args.out)
+    store = Store(Path(args.db) if args.db else out / "results.sqlite")
+    options = BatchOptions(limits=_limits(args), jobs=args.jobs, regrade=args.regrade)
+    outcome = grade_batch(assignment, [Path(p) for p in args.submissions], out, store, options)
+    ungraded = outcome.ungraded
+    print(f"{assignment.name}: {len(outcome.records)} submission(s): {outcome.graded} graded now, "
+          f"{outcome.cached} from the store, {len(ungraded)} could not be graded; {outcome.seconds:.1f} s")
+    for record in ungraded:
+        print(f"  {record['submission']}: {record['message']}")
+    print(f"grades: {out / 'final_grades.csv'}; feedback: {out / 'feedback'}/; summary: {out / 'summary.md'}")
+    return 1 if ungraded else 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from autograder.grading.job import GradingJob, grade_job
+    from autograder.grading.material import Material
+    from autograder.reports.feedback import feedback_markdown
+    from autograder.sandbox.local import sandbox_problem
+
+    assignment = _course(args).assignment(args.assignment)
+    material = Material.load(assignment)
+    notebook = Path(args.notebook)
+    limits = _limits(args)
+    sandboxed = sandbox_problem() is None
+    if not sandboxed:
+        print("note: running without the grader's sandbox (needs root and bubblewrap); results are the same, "
+              "limits other than time are not enforced", file=sys.stderr)
+    try:
+        data = notebook.read_bytes()
+        error = None
+    except OSError as exc:
+        data, error = b"", f"{notebook}: cannot be read ({exc.strerror})"
+    job = GradingJob(assignment.name, notebook.name, notebook.name, data, material.tests, material.home_files,
+                     limits.to_dict(), material.version(limits.to_dict()), include_hidden=False,
+                     read_error=error, sandboxed=sandboxed)
+    record = grade_job(job)
+    print(feedback_markdown(record).replace("feedback for", "what the grader sees in"))
+    print("Only public checks ran: the grade also counts hidden checks on fresh inputs.")
+    return 0 if record["status"] == "graded" else 1
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    from autograder.setup import ensure_system_packages
+
+    return ensure_system_packages()
+
+
 def cmd_data(args: argparse.Namespace) -> int:
     raw = _course(args).mnist_raw_dir(args.data)
     print(f"MNIST found in {raw}")
@@ -65,6 +137,30 @@ def parser() -> argparse.ArgumentParser:
     p = commands.add_parser("demo", help="build everything, grade the sample submissions, print grades")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     p.set_defaults(func=cmd_demo)
+
+    def limit_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--timeout", type=float, help="seconds for the whole notebook (default 900)")
+        p.add_argument("--cell-timeout", type=float, help="seconds for one cell or checked call (default 300)")
+        p.add_argument("--memory", type=int, help="memory limit in MB (default 3072)")
+
+    p = commands.add_parser("grade", help="grade a class: notebooks, folders of them, or class zips")
+    p.add_argument("assignment", metavar="HW")
+    p.add_argument("submissions", nargs="+", metavar="SUBMISSION")
+    p.add_argument("--out", required=True, help="folder for final_grades.csv, results/, feedback/, summary")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="submissions at once (default: cores)")
+    p.add_argument("--db", help="result store (SQLite; default OUT/results.sqlite)")
+    p.add_argument("--regrade", action="store_true", help="grade again even what the store already has")
+    limit_options(p)
+    p.set_defaults(func=cmd_grade)
+
+    p = commands.add_parser("validate", help="(students) run a notebook as the grader will, public checks only")
+    p.add_argument("assignment", metavar="HW")
+    p.add_argument("notebook", metavar="NOTEBOOK")
+    limit_options(p)
+    p.set_defaults(func=cmd_validate)
+
+    p = commands.add_parser("setup", help="install and check what the sandbox needs (bubblewrap, cgroups)")
+    p.set_defaults(func=cmd_setup)
 
     p = commands.add_parser("data", help="check that the MNIST files are where the settings say")
     p.add_argument("--data", help="data folder holding MNIST/raw/ (default: $AUTOGRADER_DATA)")

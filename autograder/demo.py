@@ -1,60 +1,69 @@
-"""`autograder demo`: build every assignment, grade the bundled sample submissions, print the grades."""
+"""`autograder demo`: build every assignment, grade the bundled sample submissions through the
+grading engine, and print each grade next to the grade the sample is meant to get."""
 
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
 from pathlib import Path
+from typing import Any
 
 from autograder.authoring.build import build
 from autograder.authoring.samples import SampleSpec, load_specs
-from autograder.course import Assignment, Course
-from autograder.grading.otter_run import grade_with_otter
-from autograder.grading.results import GradeResult
+from autograder.course import Course
+from autograder.grading.batch import BatchOptions, default_executor, grade_batch
+from autograder.reports.scores import fmt, possible, total
+from autograder.store import Store
 
 
-def expected_total(spec: SampleSpec, graded: GradeResult) -> float:
-    if spec.scores is None:
-        return graded.possible
-    if spec.scores == "zero":
-        return 0.0
-    lost = sum(graded.possible_of(q) - s for q, s in spec.scores.items())
-    return graded.possible - lost
+def expected_scores(spec: SampleSpec, record: dict[str, Any]) -> dict[str, float]:
+    """Per question, what the sample must score: full marks unless the spec says otherwise."""
+    expected = {}
+    for question in record["questions"]:
+        if spec.scores == "zero":
+            expected[question["name"]] = 0.0
+        elif isinstance(spec.scores, dict) and question["name"] in spec.scores:
+            expected[question["name"]] = spec.scores[question["name"]]
+        else:
+            expected[question["name"]] = question["max_score"]
+    return expected
 
 
-def _row(spec: SampleSpec, graded: GradeResult) -> str:
-    if graded.error:
-        return f"  {spec.name:<24} ERROR {graded.error}"
-    expected = expected_total(spec, graded)
-    flag = "" if abs(expected - graded.total) < 1e-9 else f"   <-- expected {expected:g}"
-    per_question = " ".join(f"{q.name}:{q.score:g}" for q in graded.questions)
-    return (f"  {spec.name:<24} {graded.total:>5g}/{graded.possible:<4g} {graded.seconds:5.1f}s  "
-            f"{per_question}{flag}")
+def matches(spec: SampleSpec, record: dict[str, Any]) -> bool:
+    want = expected_scores(spec, record)
+    return record["status"] == "graded" and all(abs(q["score"] - want[q["name"]]) < 1e-9 for q in record["questions"])
 
 
-def run_demo(course: Course, jobs: int = 2) -> int:
+def run_demo(course: Course, jobs: int = 2, out: Path | None = None) -> int:
     started = time.monotonic()
-    assignments = course.assignments()
-    for assignment in assignments:
+    out = out or course.root / "demo-output"
+    store = Store(out / "results.sqlite")
+    mismatches = 0
+    pool = default_executor(jobs)  # one pool for all assignments: workers start (and import torch) once
+    try:
+        mismatches = _grade_all(course, jobs, out, store, pool)
+    finally:
+        pool.shutdown()
+    print(f"\nReports (final_grades.csv, feedback, summary) in {out}/; "
+          f"{time.monotonic() - started:.1f} s; {mismatches} sample(s) off their expected grade")
+    return 1 if mismatches else 0
+
+
+def _grade_all(course: Course, jobs: int, out: Path, store: Store, pool: Executor) -> int:
+    mismatches = 0
+    for assignment in course.assignments():
         t0 = time.monotonic()
         build(assignment, run_tests=False)
-        print(f"built {assignment.name} in {time.monotonic() - t0:.1f}s "
-              f"-> {assignment.student_dir.relative_to(course.root)}/, "
-              f"{assignment.dist_dir.relative_to(course.root)}/")
-    jobs_list: list[tuple[Assignment, SampleSpec, Path]] = [
-        (a, spec, a.submissions_dir / f"{spec.name}.ipynb")
-        for a in assignments for spec in load_specs(a)
-    ]
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        grades = list(pool.map(lambda job: grade_with_otter(job[2], job[0]), jobs_list))
-    mismatches = 0
-    current = None
-    for (assignment, spec, _), graded in zip(jobs_list, grades, strict=True):
-        if assignment.name != current:
-            current = assignment.name
-            print(f"\n{assignment.name}")
-        print(_row(spec, graded))
-        mismatches += bool(graded.error) or abs(expected_total(spec, graded) - graded.total) > 1e-9
-    print(f"\ngraded {len(grades)} sample submissions in {time.monotonic() - started:.1f}s; "
-          f"{mismatches} differ from their expected grade")
-    return 1 if mismatches else 0
+        specs = load_specs(assignment)
+        paths = [assignment.submissions_dir / f"{spec.name}.ipynb" for spec in specs]
+        outcome = grade_batch(assignment, paths, out / assignment.name, store,
+                              BatchOptions(jobs=jobs, progress=False), executor=pool)
+        print(f"\n{assignment.name}: built and graded {len(paths)} samples in {time.monotonic() - t0:.1f} s "
+              f"({outcome.cached} from the store)")
+        for spec, record in zip(specs, outcome.records, strict=True):
+            ok = matches(spec, record)
+            mismatches += not ok
+            per_question = " ".join(f"{q['name']}:{fmt(q['score'])}" for q in record["questions"])
+            flag = "" if ok else "   <-- not the expected grade"
+            print(f"  {spec.name:<34} {fmt(total(record)):>5}/{fmt(possible(record)):<3} {per_question}{flag}")
+    return mismatches

@@ -83,7 +83,7 @@ def run_case(case: TestCase, resolver: NameResolver | None, unavailable: str | N
         result.student_traceback = error.student_traceback
     except Exception as error:  # noqa: BLE001 - any failure of a check is a failed check
         result.message = student_message(error, case.hidden)
-        if not case.hidden:
+        if not case.hidden and not isinstance(error, AssertionError):
             result.student_traceback = "".join(traceback.format_exception_only(type(error), error))[-2000:]
     else:
         result.passed, result.points = True, case.points

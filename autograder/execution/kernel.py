@@ -78,8 +78,8 @@ class SandboxedKernel:
         km = _SandboxedKernelManager(self.sandbox.wrap, transport="ipc", ip=str(ipc / name),
                                      connection_file=str(ipc / f"{name}.json"))
         km.write_connection_file()
-        uid = self.sandbox.uid
-        os.chown(km.connection_file, uid, uid)
+        if self.sandbox.uid != os.getuid():
+            os.chown(km.connection_file, self.sandbox.uid, self.sandbox.uid)
         km.start_kernel(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.km = km
         self.kc = km.blocking_client()

@@ -1,0 +1,141 @@
+"""Grading a class: collect submissions, skip what the store already has, run the rest through any
+`concurrent.futures` executor, store each result as it arrives, then write the reports.
+
+The executor is a parameter: the default is a local process pool; a Dask `Client.get_executor()`
+(a cluster, or Slurm through dask-jobqueue) runs the very same `grade_job` calls. Only this process
+writes to the store.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import re
+import sys
+import time
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autograder.course import Assignment
+from autograder.grading.job import FAILED, GradingJob, grade_job
+from autograder.grading.material import Material
+from autograder.intake.collect import Submission, collect
+from autograder.reports.feedback import write_feedback
+from autograder.reports.grades_csv import write_grades_csv
+from autograder.reports.gradescope import write_gradescope
+from autograder.reports.summary import write_summary
+from autograder.sandbox.limits import Limits
+from autograder.store import Store
+
+
+@dataclass
+class BatchOptions:
+    limits: Limits = field(default_factory=Limits)
+    jobs: int = os.cpu_count() or 1
+    regrade: bool = False
+    include_hidden: bool = True
+    progress: bool = True
+
+
+@dataclass
+class BatchOutcome:
+    records: list[dict[str, Any]]
+    graded: int = 0
+    cached: int = 0
+    seconds: float = 0.0
+
+    @property
+    def ungraded(self) -> list[dict[str, Any]]:
+        return [r for r in self.records if r["status"] != "graded"]
+
+
+def file_stem(label: str) -> str:
+    """A file name for a submission label (which may hold spaces, unicode or shell characters)."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("._-") or "submission"
+    return stem[:100]
+
+
+def _job(material: Material, submission: Submission, limits: dict, version: str, hidden: bool) -> GradingJob:
+    return GradingJob(material.assignment, submission.name, submission.filename, submission.data, material.tests,
+                      material.home_files, limits, version, hidden, submission.error)
+
+
+def _failed_record(job: GradingJob, error: BaseException) -> dict[str, Any]:
+    """A worker died under a job (not the submission's doing): reported, not stored, retried next run."""
+    import hashlib
+
+    return {"assignment": job.assignment, "submission": job.submission, "filename": job.filename,
+            "sha256": hashlib.sha256(job.notebook).hexdigest(), "grader_version": job.grader_version,
+            "status": FAILED, "message": f"the grading worker failed ({type(error).__name__}: {error}); run again",
+            "questions": [], "cells": [], "restarts": 0, "peak_memory_mb": None, "seconds": 0.0}
+
+
+def default_executor(jobs: int) -> Executor:
+    # spawn: workers start clean (no inherited threads or kernels), as they would on another machine.
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+
+
+def grade_batch(assignment: Assignment, paths: list[Path], out: Path, store: Store, options: BatchOptions,
+                executor: Executor | None = None) -> BatchOutcome:
+    started = time.monotonic()
+    material = Material.load(assignment)
+    limits = options.limits.to_dict()
+    version = material.version(limits)
+    submissions = collect(paths)
+    outcome = BatchOutcome(records=[])
+    by_name: dict[str, dict[str, Any]] = {}
+    pending: list[GradingJob] = []
+    for submission in submissions:
+        store.note_submission(assignment.name, submission.name, submission.sha256)
+        cached = None if options.regrade else store.get(assignment.name, submission.sha256, version)
+        if cached is not None and cached.get("include_hidden", True) == options.include_hidden:
+            by_name[submission.name] = cached | {"submission": submission.name, "filename": submission.filename}
+            outcome.cached += 1
+        else:
+            pending.append(_job(material, submission, limits, version, options.include_hidden))
+    if pending:
+        own_pool = executor is None
+        pool = executor or default_executor(min(options.jobs, len(pending)))
+        try:
+            futures: dict[Future, GradingJob] = {pool.submit(grade_job, job): job for job in pending}
+            for future in _progress(as_completed(futures), len(futures), assignment.name, options.progress):
+                job = futures[future]
+                try:
+                    record = future.result()
+                except Exception as error:  # noqa: BLE001 - one lost worker must not stop the batch
+                    record = _failed_record(job, error)
+                else:
+                    if record["status"] != FAILED:
+                        store.put(record)
+                by_name[job.submission] = record
+                outcome.graded += 1
+        finally:
+            if own_pool:
+                pool.shutdown(wait=True, cancel_futures=True)
+    outcome.records = [by_name[s.name] for s in submissions]
+    write_reports(assignment.name, outcome.records, out)
+    outcome.seconds = time.monotonic() - started
+    return outcome
+
+
+def _progress(iterable: Any, total: int, name: str, enabled: bool) -> Any:
+    if not enabled:
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, total=total, desc=f"grading {name}", unit="nb", file=sys.stderr, dynamic_ncols=True)
+
+
+def write_reports(assignment: str, records: list[dict[str, Any]], out: Path,
+                  extra_columns: dict[str, dict[str, float]] | None = None,
+                  leaderboards: dict[str, list[dict[str, Any]]] | None = None) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    write_grades_csv(records, out / "final_grades.csv", extra_columns)
+    for record in records:
+        stem = file_stem(record["submission"])
+        write_gradescope(record, out / "results" / f"{stem}.json", (leaderboards or {}).get(record["submission"]))
+        write_feedback(record, out / "feedback", stem)
+    if records:
+        write_summary(assignment, records, out)

@@ -1,0 +1,1 @@
+"""What grading produces for people: the grade sheet, Gradescope results, feedback, the TA summary."""

@@ -1,0 +1,87 @@
+"""The result store: SQLite, one row per (assignment, submission content, grader version).
+
+Results are written one by one as jobs finish, each in its own transaction, so killing the grader
+at any moment loses at most the jobs still running and never leaves half a row; the primary key
+means a re-run replaces instead of duplicating. WAL mode and a busy timeout let two `grade`
+processes share one database.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS results (
+    assignment TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    grader_version TEXT NOT NULL,
+    record TEXT NOT NULL,
+    graded_at REAL NOT NULL,
+    PRIMARY KEY (assignment, sha256, grader_version)
+);
+CREATE TABLE IF NOT EXISTS submissions (
+    assignment TEXT NOT NULL,
+    name TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    first_seen REAL NOT NULL,
+    last_seen REAL NOT NULL,
+    PRIMARY KEY (assignment, name, sha256)
+);
+"""
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.executescript(SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            yield db
+        finally:
+            db.close()
+
+    def get(self, assignment: str, sha256: str, grader_version: str) -> dict[str, Any] | None:
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT record FROM results WHERE assignment=? AND sha256=? AND grader_version=?",
+                (assignment, sha256, grader_version)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def put(self, record: dict[str, Any]) -> None:
+        now = time.time()
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute(
+                "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?)",
+                (record["assignment"], record["sha256"], record["grader_version"],
+                 json.dumps(record, allow_nan=True), now))
+            db.execute("COMMIT")
+
+    def note_submission(self, assignment: str, name: str, sha256: str) -> None:
+        now = time.time()
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO submissions VALUES (?, ?, ?, ?, ?) ON CONFLICT(assignment, name, sha256) "
+                "DO UPDATE SET last_seen=excluded.last_seen", (assignment, name, sha256, now, now))
+
+    def records(self, assignment: str, grader_version: str | None = None) -> list[dict[str, Any]]:
+        query = "SELECT record FROM results WHERE assignment=?"
+        params: tuple[Any, ...] = (assignment,)
+        if grader_version:
+            query += " AND grader_version=?"
+            params += (grader_version,)
+        with self._connect() as db:
+            return [json.loads(row[0]) for row in db.execute(query + " ORDER BY graded_at", params)]
