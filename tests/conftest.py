@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import shutil
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,16 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session")
 def repo_course() -> Course:
     return Course(REPO)
+
+
+@pytest.fixture(scope="session")
+def engine_pool() -> Iterator[Executor]:
+    """One worker pool for the whole session (workers import torch once), two jobs at a time."""
+    from autograder.grading.batch import default_executor
+
+    pool = default_executor(2)
+    yield pool
+    pool.shutdown()
 
 
 @pytest.fixture(scope="session")

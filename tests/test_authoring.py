@@ -78,7 +78,8 @@ def test_build_refuses_to_publish_a_leaking_master(tmp_path: Path) -> None:
     secrets = read_secrets(master)
     line = sorted(secrets.secret_lines() & secrets.solution_lines)[0]
     # An instructor pastes a solution line into a markdown hint: no marker, but still a leak.
-    nb["cells"].insert(2, {"cell_type": "markdown", "id": "planted-hint", "metadata": {}, "source": f"Hint:\n\n    {line}"})
+    hint = {"cell_type": "markdown", "id": "planted-hint", "metadata": {}, "source": f"Hint:\n\n    {line}"}
+    nb["cells"].insert(2, hint)
     master.write_text(json.dumps(nb))
     with pytest.raises(CourseError, match="secret line"):
         build(course.assignment(ASSIGNMENTS[2]), run_tests=False)

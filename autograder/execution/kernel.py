@@ -23,6 +23,7 @@ from jupyter_client.manager import KernelManager
 from autograder.sandbox.limits import Limits
 
 INTERRUPT_GRACE = 5.0  # seconds a kernel gets to come back after an interrupt
+MAX_GARBLED = 100  # unreadable messages tolerated from one cell before the kernel is stopped
 FLOOD_FACTOR = 64  # a cell printing this many times its output allowance gets its kernel killed
 
 
@@ -100,7 +101,7 @@ class SandboxedKernel:
         msg_id = self.kc.execute(code, store_history=True, allow_stdin=False, stop_on_error=False)
         run = CellRun("ok", 0.0)
         allowance = self.limits.output_kb * 1024
-        received = kept = 0
+        received = kept = garbled = 0
         deadline = started + timeout
         while True:
             remaining = deadline - time.monotonic()
@@ -112,6 +113,13 @@ class SandboxedKernel:
             except queue.Empty:
                 if not self.alive():
                     run.status, run.error = "dead", "the kernel died (killed, crashed or exited)"
+                    break
+                continue
+            except Exception:  # noqa: BLE001 - a garbled or forged message (bad signature) is dropped
+                garbled += 1
+                if garbled > MAX_GARBLED:
+                    self.kill()
+                    run.status, run.error = "dead", "the kernel sent garbled messages and was stopped"
                     break
                 continue
             if msg["parent_header"].get("msg_id") != msg_id:
@@ -151,7 +159,7 @@ class SandboxedKernel:
         while time.monotonic() < deadline:
             try:
                 msg = self.kc.get_iopub_msg(timeout=0.2)
-            except queue.Empty:
+            except Exception:  # noqa: BLE001 - nothing yet, or a garbled message: keep waiting
                 continue
             if (msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "status"
                     and msg["content"].get("execution_state") == "idle"):

@@ -15,7 +15,7 @@ from typing import Any
 from autograder.execution.kernel import CellRun, KernelDied, SandboxedKernel
 from autograder.sandbox.limits import Limits
 
-MAX_RESTARTS = 3
+MAX_RESTARTS = 12  # each costs a replay of the good cells; all of it stays within the time budget
 
 
 @dataclass
@@ -47,7 +47,12 @@ class NotebookSession:
         self.memory_kills = 0
 
     def _remaining(self) -> float:
+        """Time left for running the notebook's own cells."""
         return self.limits.timeout - (time.monotonic() - self.started)
+
+    def _remaining_for_revival(self) -> float:
+        """Checks run after the notebook; a kernel they lose may be rebuilt until twice the limit."""
+        return 2 * self.limits.timeout - (time.monotonic() - self.started)
 
     def run(self) -> list[CellReport]:
         self.started = time.monotonic()
@@ -81,7 +86,7 @@ class NotebookSession:
         """A live kernel holding everything the good cells defined, if the time and restarts allow."""
         if self.kernel.alive():
             return True
-        if self.restarts >= MAX_RESTARTS or self._remaining() <= 0:
+        if self.restarts >= MAX_RESTARTS or self._remaining_for_revival() <= 0:
             return False
         self.restarts += 1
         self.kernel.shutdown()
@@ -92,7 +97,7 @@ class NotebookSession:
         for report in self.reports:
             if report.status not in ("ok", "error"):
                 continue
-            remaining = self._remaining()
+            remaining = self._remaining_for_revival()
             if remaining <= 0:
                 return False
             replay = self.kernel.execute(self.cells[report.index], min(self.limits.cell_timeout, remaining))

@@ -31,8 +31,14 @@ class Submission:
 
 
 def _skipped(name: str) -> bool:
+    """Hidden files, macOS resource forks and Jupyter checkpoints are not submissions."""
     parts = Path(name).parts
-    return any(p.startswith(".") or p == "__MACOSX" or p == ".ipynb_checkpoints" for p in parts)
+    return any(p == "__MACOSX" or (p.startswith(".") and p not in (".", "..")) for p in parts)
+
+
+def _member_label(name: str) -> str:
+    """A zip member's name as a plain relative label: no root, no `..`, no `.`."""
+    return "/".join(p for p in name.replace("\\", "/").split("/") if p not in ("", ".", ".."))
 
 
 def _from_zip(path: Path, label: str) -> list[Submission]:
@@ -50,7 +56,7 @@ def _from_zip(path: Path, label: str) -> list[Submission]:
         for info in members:
             if info.is_dir() or _skipped(info.filename):
                 continue
-            name = f"{label}/{info.filename.lstrip('/')}"
+            name = f"{label}/{_member_label(info.filename)}"
             if not info.filename.lower().endswith(".ipynb"):
                 continue
             if stat.S_ISLNK(info.external_attr >> 16):
@@ -84,7 +90,8 @@ def _read(path: Path, name: str) -> Submission:
         size = path.stat().st_size
         if size > MAX_MEMBER_BYTES:
             return Submission(name, path.name, b"", f"{path.name}: {size // 1024 // 1024} MB is over the "
-                              f"{MAX_MEMBER_BYTES // 1024 // 1024} MB limit")
+                              f"{MAX_MEMBER_BYTES // 1024 // 1024} MB limit; clear large outputs "
+                              "(Kernel > Restart & Clear Output), then save and submit again")
         return Submission(name, path.name, path.read_bytes())
     except OSError as error:
         return Submission(name, path.name, b"", f"{path.name}: cannot be read ({error.strerror})")

@@ -55,8 +55,8 @@ def parse_notebook(filename: str, data: bytes) -> ParsedNotebook:
     except Exception as error:  # noqa: BLE001 - any parse failure is the submission's
         raise InvalidSubmission(f"{filename}: not a readable notebook ({error}); {RESUBMIT}") from error
     language = str(nb.metadata.get("kernelspec", {}).get("language")
-                   or nb.metadata.get("language_info", {}).get("name") or "python").lower()
-    if language != "python":
+                   or nb.metadata.get("language_info", {}).get("name") or "python")
+    if language.lower() != "python":
         raise InvalidSubmission(
             f"{filename}: this notebook uses the {language} kernel; the assignment is graded in Python 3. "
             "Start from the assignment's notebook and submit it")
