@@ -22,7 +22,7 @@ from autograder.store import Store
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 HW1 = "hw1_manual_mlp"
-LIMITS = Limits(timeout=240, cell_timeout=6, memory_mb=2500, pids=96, output_kb=256, disk_mb=128)
+LIMITS = Limits(timeout=300, cell_timeout=10, memory_mb=2500, pids=96, output_kb=256, disk_mb=128)
 WEIRD_NAME = "-rf student \u00fc 'x';$(touch pwned) `id`.ipynb"
 PICKLE_MARKER = Path("/tmp/autograder-pwned-by-pickle")
 
