@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from autograder.course import Course, CourseError
+from autograder.course import Assignment, Course, CourseError
 
 
 def _course(args: argparse.Namespace) -> Course:
@@ -41,15 +41,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(_course(args), jobs=args.jobs)
 
 
-def _limits(args: argparse.Namespace):  # noqa: ANN202
-    from autograder.sandbox.limits import Limits
-
-    defaults = Limits()
-    return Limits(
-        timeout=args.timeout or defaults.timeout,
-        cell_timeout=args.cell_timeout or defaults.cell_timeout,
-        memory_mb=args.memory or defaults.memory_mb,
-    )
+def _overrides(args: argparse.Namespace) -> dict:
+    """Limits given on the command line; the rest come from the assignment's grading.toml."""
+    given = {"timeout": args.timeout, "cell_timeout": args.cell_timeout, "memory_mb": args.memory}
+    return {key: value for key, value in given.items() if value}
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
@@ -66,7 +61,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
     assignment = course.assignment(args.assignment)
     out = Path(args.out)
     store = Store(Path(args.db) if args.db else out / "results.sqlite")
-    options = BatchOptions(limits=_limits(args), jobs=args.jobs, regrade=args.regrade)
+    data = course.mnist_raw_dir(args.data) if _needs_data(assignment) else None
+    options = BatchOptions(overrides=_overrides(args), jobs=args.jobs, regrade=args.regrade, data_dir=data)
     outcome = grade_batch(assignment, [Path(p) for p in args.submissions], out, store, options)
     ungraded = outcome.ungraded
     print(f"{assignment.name}: {len(outcome.records)} submission(s): {outcome.graded} graded now, "
@@ -75,6 +71,12 @@ def cmd_grade(args: argparse.Namespace) -> int:
         print(f"  {record['submission']}: {record['message']}")
     print(f"grades: {out / 'final_grades.csv'}; feedback: {out / 'feedback'}/; summary: {out / 'summary.md'}")
     return 1 if ungraded else 0
+
+
+def _needs_data(assignment: Assignment) -> bool:
+    from autograder.grading.material import Material
+
+    return Material.load(assignment).integrity is not None
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -88,7 +90,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     assignment = _course(args).assignment(args.assignment)
     material = Material.load(assignment)
     notebook = Path(args.notebook)
-    limits = _limits(args)
+    from autograder.sandbox.limits import Limits
+
+    limits = Limits(**(material.settings.get("limits", {}) | _overrides(args)))
     sandboxed = sandbox_problem() is None
     if not sandboxed:
         print("note: running without the grader's sandbox (needs root and bubblewrap); results are the same, "
@@ -142,6 +146,7 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--timeout", type=float, help="seconds for the whole notebook (default 900)")
         p.add_argument("--cell-timeout", type=float, help="seconds for one cell or checked call (default 300)")
         p.add_argument("--memory", type=int, help="memory limit in MB (default 3072)")
+        p.add_argument("--data", help="folder holding MNIST/raw/ (default: $AUTOGRADER_DATA, then ../shared/data)")
 
     p = commands.add_parser("grade", help="grade a class: notebooks, folders of them, or class zips")
     p.add_argument("assignment", metavar="HW")

@@ -42,6 +42,15 @@ class Assignment:
         return self.root / "reference" / self.name / "samples.toml"
 
     @property
+    def grading_settings_source(self) -> Path:
+        """Optional grader settings of the assignment (limits, trained-model checks, leaderboard)."""
+        return self.root / "reference" / self.name / "grading.toml"
+
+    @property
+    def grading_settings(self) -> Path:
+        return self.dist_dir / "grading.toml"
+
+    @property
     def submissions_dir(self) -> Path:
         return self.root / "reference" / self.name / "submissions"
 

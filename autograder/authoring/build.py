@@ -109,6 +109,8 @@ def build(assignment: Assignment, run_tests: bool = True) -> BuildResult:
         notebooks.write(grader_nb, assignment.autograder_notebook)
         write_zip(assignment.autograder_zip, grader_zip_files)
         write_zip(assignment.student_zip, student_files)
+        if assignment.grading_settings_source.is_file():
+            shutil.copyfile(assignment.grading_settings_source, assignment.grading_settings)
         test_files = sorted(name for name in grader_zip_files if name.startswith("tests/"))
         for name in test_files:
             target = assignment.dist_dir / name

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autograder.course import Assignment
+from autograder.course import Assignment, CourseError
 from autograder.grading.job import FAILED, GradingJob, grade_job
 from autograder.grading.material import Material
 from autograder.intake.collect import Submission, collect
@@ -32,11 +32,18 @@ from autograder.store import Store
 
 @dataclass
 class BatchOptions:
-    limits: Limits = field(default_factory=Limits)
+    limits: Limits | None = None  # None: the assignment's grading.toml [limits], then `overrides`
+    overrides: dict[str, Any] = field(default_factory=dict)
     jobs: int = os.cpu_count() or 1
     regrade: bool = False
     include_hidden: bool = True
     progress: bool = True
+    data_dir: Path | None = None  # MNIST raw folder, for assignments with trained-model checks
+
+    def limits_for(self, material: Material) -> Limits:
+        if self.limits is not None:
+            return self.limits
+        return Limits(**(material.settings.get("limits", {}) | self.overrides))
 
 
 @dataclass
@@ -57,9 +64,10 @@ def file_stem(label: str) -> str:
     return stem[:100]
 
 
-def _job(material: Material, submission: Submission, limits: dict, version: str, hidden: bool) -> GradingJob:
+def _job(material: Material, submission: Submission, limits: dict, version: str, options: BatchOptions) -> GradingJob:
     return GradingJob(material.assignment, submission.name, submission.filename, submission.data, material.tests,
-                      material.home_files, limits, version, hidden, submission.error)
+                      material.home_files, limits, version, options.include_hidden, submission.error,
+                      integrity=material.integrity, data_dir=str(options.data_dir) if options.data_dir else None)
 
 
 def _failed_record(job: GradingJob, error: BaseException) -> dict[str, Any]:
@@ -81,7 +89,9 @@ def grade_batch(assignment: Assignment, paths: list[Path], out: Path, store: Sto
                 executor: Executor | None = None) -> BatchOutcome:
     started = time.monotonic()
     material = Material.load(assignment)
-    limits = options.limits.to_dict()
+    if material.integrity and options.data_dir is None:
+        raise CourseError(f"{assignment.name} checks trained models on MNIST: give the data folder (--data)")
+    limits = options.limits_for(material).to_dict()
     version = material.version(limits)
     submissions = collect(paths)
     outcome = BatchOutcome(records=[])
@@ -94,7 +104,7 @@ def grade_batch(assignment: Assignment, paths: list[Path], out: Path, store: Sto
             by_name[submission.name] = cached | {"submission": submission.name, "filename": submission.filename}
             outcome.cached += 1
         else:
-            pending.append(_job(material, submission, limits, version, options.include_hidden))
+            pending.append(_job(material, submission, limits, version, options))
     if pending:
         own_pool = executor is None
         pool = executor or default_executor(min(options.jobs, len(pending)))

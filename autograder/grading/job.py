@@ -1,24 +1,33 @@
 """One grading job: a plain function of plain data, so any executor (a local process pool, Dask on a
-cluster) can run it. It never raises: whatever the submission does, a record comes back."""
+cluster) can run it. It never raises: whatever the submission does, a record comes back.
+
+Assignments with a trained model (hw4) add the integrity runs: see integrity.training.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
-from autograder.checks.runner import run_questions
+from autograder.checks.runner import QuestionResult, run_questions
 from autograder.checks.testfiles import load_questions
-from autograder.execution.bridge import Bridge
-from autograder.execution.session import NotebookSession
+from autograder.execution.bridge import Bridge, StudentCodeError
+from autograder.execution.session import CellReport, NotebookSession
 from autograder.intake.notebook import InvalidSubmission, parse_notebook
+from autograder.integrity import mnist, training
+from autograder.integrity.model_export import EXPORTER_SOURCE
 from autograder.sandbox.limits import Limits
 from autograder.sandbox.local import LocalSandbox
 from autograder.sandbox.plain import PlainSandbox
 
 GRADED, INVALID, FAILED = "graded", "invalid", "failed"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -34,7 +43,104 @@ class GradingJob:
     include_hidden: bool = True
     read_error: str | None = None
     sandboxed: bool = True  # False only for a student's own `validate`
+    integrity: dict[str, Any] | None = None  # settings of the trained-model checks (hw4)
+    data_dir: str | None = None  # folder with the MNIST IDX files, on the machine that runs the job
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunOutcome:
+    cells: list[CellReport]
+    restarts: int
+    peak_memory_mb: float | None
+    value: Any
+
+
+def _run(job: GradingJob, limits: Limits, code: list[str], data: dict[str, Path] | None,
+         work: Callable[[NotebookSession], T]) -> RunOutcome:
+    """Run the notebook once in a fresh sandbox, then `work` with the live session."""
+    wall = LocalSandbox if job.sandboxed else PlainSandbox
+    with wall(limits, job.home_files, data) as sandbox:
+        session = NotebookSession(sandbox, limits, code)
+        try:
+            cells = session.run()
+            value = work(session)
+        finally:
+            session.close()
+        peak = sandbox.peak_memory_mb()
+        return RunOutcome(cells, session.restarts, None if peak != peak else round(peak, 1), value)
+
+
+def _graded_run(job: GradingJob, questions: list) -> Callable[[NotebookSession], tuple[list, Any]]:
+    """The first run's work: the tests, then (hw4) the trained model."""
+    export = _export(job.integrity) if job.integrity and job.include_hidden else None
+
+    def work(session: NotebookSession) -> tuple[list[QuestionResult], training.RunExport | None]:
+        if session.revive():
+            results = run_questions(questions, Bridge(session), job.include_hidden)
+        else:
+            results = run_questions(questions, None, job.include_hidden,
+                                    unavailable="the notebook's kernel could not be kept running")
+        return results, export(session) if export else None
+    return work
+
+
+def _export(settings: dict[str, Any]) -> Callable[[NotebookSession], training.RunExport]:
+    """Take the trained model and the declared names out of the kernel, as plain data."""
+    def work(session: NotebookSession) -> training.RunExport:
+        run = training.RunExport(over_budget=any(c.status in ("timeout", "skipped") for c in session.reports))
+        if not session.revive():
+            run.error = "the notebook's kernel could not be kept running"
+            return run
+        bridge = Bridge(session)
+        names = settings["names"]
+        for key in ("SEED", "MEAN", "STD", "reported_accuracy"):
+            try:
+                run.names[key] = bridge.resolve(names.get(key, key))
+            except StudentCodeError as error:
+                run.names[key] = None
+                run.error = str(error)
+        try:
+            setup = session.kernel.execute(EXPORTER_SOURCE, timeout=60)
+            if setup.status != "ok":
+                raise StudentCodeError(f"the model exporter did not load ({setup.error})")
+            run.export = bridge.call("__autograder_export_model", (names.get("model", "model"),), {})
+        except StudentCodeError as error:
+            run.error = str(error)
+        return run
+    return work
+
+
+def _data_views(raw: Path, decoy: Path | None) -> dict[str, Path]:
+    """What the sandbox sees under /data: the training split, and the real or the decoy test split."""
+    test = decoy or raw
+    return {
+        f"MNIST/raw/{mnist.TRAIN_IMAGES}": raw / mnist.TRAIN_IMAGES,
+        f"MNIST/raw/{mnist.TRAIN_LABELS}": raw / mnist.TRAIN_LABELS,
+        f"MNIST/raw/{mnist.TEST_IMAGES}": test / mnist.TEST_IMAGES,
+        f"MNIST/raw/{mnist.TEST_LABELS}": test / mnist.TEST_LABELS,
+    }
+
+
+def _integrity(job: GradingJob, limits: Limits, code: list[str], first: training.RunExport) -> dict[str, Any]:
+    settings = job.integrity or {}
+    raw = Path(job.data_dir or "")
+    seed = int(hashlib.sha256(job.notebook).hexdigest()[:8], 16)
+    result = training.measure(first, raw, settings, seed)
+    if result["flags"] and set(result["flags"]) & {training.NO_MODEL, training.NOT_MLP, training.OVER_BUDGET}:
+        result["reproducible"] = None
+        return result
+    with tempfile.TemporaryDirectory(prefix="autograder-decoy-") as tmp:
+        mnist.write_decoy_test(raw, Path(tmp), seed)
+        decoy = _run(job, limits, code, _data_views(raw, Path(tmp)), _export(settings)).value
+    again = None
+    if decoy.weights != first.weights:
+        again = _run(job, limits, code, _data_views(raw, None), _export(settings)).value
+    comparison = training.compare_runs(first, decoy, again)
+    result["flags"] = result["flags"] + comparison.pop("flags", [])
+    result.update(comparison)
+    result["runs"] = 2 if again is None else 3
+    return result
 
 
 def grade_job(job: GradingJob) -> dict[str, Any]:
@@ -54,27 +160,25 @@ def grade_job(job: GradingJob) -> dict[str, Any]:
         record["status"], record["message"] = INVALID, str(error)
         results = run_questions(questions, None, job.include_hidden, unavailable=str(error))
         record["questions"] = [r.to_dict() for r in results]
+        if job.integrity:
+            integrity = {"flags": [training.NO_MODEL], "reproducible": None, "error": str(error)}
+            record["integrity"] = integrity
+            record["questions"] += training.integrity_questions(integrity, job.integrity)
         record["seconds"] = round(time.monotonic() - started, 3)
         return record
     limits = Limits(**job.limits)
     try:
-        wall = LocalSandbox if job.sandboxed else PlainSandbox
-        with wall(limits, job.home_files) as sandbox:
-            session = NotebookSession(sandbox, limits, parsed.code_cells)
-            try:
-                cells = session.run()
-                if session.revive():
-                    results = run_questions(questions, Bridge(session), job.include_hidden)
-                else:
-                    results = run_questions(questions, None, job.include_hidden,
-                                            unavailable="the notebook's kernel could not be kept running")
-            finally:
-                session.close()
-            record["cells"] = [c.to_dict() for c in cells]
-            record["restarts"] = session.restarts
-            peak = sandbox.peak_memory_mb()
-            record["peak_memory_mb"] = None if peak != peak else round(peak, 1)
+        data = _data_views(Path(job.data_dir), None) if job.integrity and job.data_dir else None
+        first = _run(job, limits, parsed.code_cells, data, _graded_run(job, questions))
+        record["cells"] = [c.to_dict() for c in first.cells]
+        record["restarts"], record["peak_memory_mb"] = first.restarts, first.peak_memory_mb
+        results, first_export = first.value
         record["questions"] = [r.to_dict() for r in results]
+        if first_export is not None:
+            integrity = _integrity(job, limits, parsed.code_cells, first_export)
+            integrity["notebook_seconds"] = round(sum(c.seconds for c in first.cells), 2)
+            record["integrity"] = integrity
+            record["questions"] += training.integrity_questions(integrity, job.integrity)
     except Exception as error:  # noqa: BLE001 - a job must always come back with a record
         record["status"] = FAILED
         record["message"] = f"the grader failed on this submission: {type(error).__name__}: {error}"

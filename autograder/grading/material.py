@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tomllib
 from dataclasses import dataclass, field
 
 from autograder import __version__
@@ -27,7 +28,22 @@ class Material:
             str(p.relative_to(assignment.student_dir)): p.read_bytes()
             for p in sorted(assignment.student_dir.rglob("*")) if p.is_file()
         }
-        return cls(assignment.name, tests, home)
+        settings = {}
+        if assignment.grading_settings.is_file():
+            try:
+                settings = tomllib.loads(assignment.grading_settings.read_text(encoding="utf-8"))
+            except tomllib.TOMLDecodeError as error:
+                raise CourseError(f"{assignment.grading_settings_source}: {error}") from error
+        return cls(assignment.name, tests, home, settings)
+
+    @property
+    def integrity(self) -> dict | None:
+        """Settings of the trained-model checks, with defaults, or None for plain assignments."""
+        if "integrity" not in self.settings:
+            return None
+        defaults = {"threshold": 0.95, "points_accuracy": 10.0, "points_reproducible": 5.0,
+                    "report_tolerance": 0.005, "max_noise_drop": 0.10, "names": {}}
+        return defaults | self.settings["integrity"]
 
     def version(self, limits: dict) -> str:
         """Changes whenever anything that can change a grade changes: then stored grades are stale."""

@@ -77,10 +77,10 @@ def python_dirs() -> list[Path]:
 class LocalSandbox:
     """One submission's sandbox. Use as a context manager; `wrap` turns a command into one that
     runs inside. Files in `home_files` (relative path -> bytes) are copied into the private home;
-    `data` is bound read-only at /data."""
+    `data` (relative path -> host file) appears read-only under /data."""
 
     def __init__(self, limits: Limits, home_files: dict[str, bytes] | None = None,
-                 data: Path | None = None) -> None:
+                 data: dict[str, Path] | None = None) -> None:
         self.limits = limits
         self.home_files = home_files or {}
         self.data = data
@@ -126,7 +126,7 @@ class LocalSandbox:
             "JUPYTER_PLATFORM_DIRS": "1", "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
             "OPENBLAS_NUM_THREADS": threads, "AUTOGRADER_THREADS": threads,
         }
-        if self.data is not None:
+        if self.data:
             env["AUTOGRADER_DATA"] = DATA
         env.update({k: os.environ[k] for k in PASSTHROUGH_ENV if k in os.environ and k != "LANG"})
         return env
@@ -157,8 +157,11 @@ class LocalSandbox:
         for staged in sorted(self.staged.rglob("*")) if self.staged.exists() else []:
             if staged.is_file():
                 cmd += ["--ro-bind", str(staged), f"{HOME}/{staged.relative_to(self.staged)}"]
-        if self.data is not None:
-            cmd += ["--ro-bind", str(self.data), DATA]
+        for relative, host in sorted((self.data or {}).items()):
+            target = Path(DATA) / relative
+            for parent in reversed(target.parents[:-1]):
+                cmd += ["--perms", "0755", "--dir", str(parent)]
+            cmd += ["--ro-bind", str(host), str(target)]
         cmd += ["--chdir", HOME, "setpriv", f"--reuid={self.slot.uid}", f"--regid={self.slot.uid}",
                 "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--", *argv]
         join = "".join(f'echo $$ > "{procs}" && ' for procs in self.cgroups.procs_files())

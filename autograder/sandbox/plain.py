@@ -16,7 +16,8 @@ from autograder.sandbox.limits import Limits
 
 
 class PlainSandbox:
-    def __init__(self, limits: Limits, home_files: dict[str, bytes] | None = None, data: Path | None = None) -> None:
+    def __init__(self, limits: Limits, home_files: dict[str, bytes] | None = None,
+                 data: dict[str, Path] | None = None) -> None:
         self.limits = limits
         self.home_files = home_files or {}
         self.data = data
@@ -30,6 +31,9 @@ class PlainSandbox:
             (self.home / relative).write_bytes(content)
         self.ipc = self.base / "ipc"
         self.ipc.mkdir()
+        for relative, host in (self.data or {}).items():
+            (self.base / "data" / relative).parent.mkdir(parents=True, exist_ok=True)
+            (self.base / "data" / relative).symlink_to(host)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -48,8 +52,8 @@ class PlainSandbox:
         env = {"HOME": str(self.home), "PATH": f"{sys.prefix}/bin:/usr/bin:/bin", "LANG": "C.UTF-8",
                "MPLBACKEND": "Agg", "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
                "OPENBLAS_NUM_THREADS": threads, "AUTOGRADER_THREADS": threads}
-        if self.data is not None:
-            env["AUTOGRADER_DATA"] = str(self.data)
+        if self.data:
+            env["AUTOGRADER_DATA"] = str(self.base / "data")
         settings = [f"{k}={v}" for k, v in env.items()]
         return ["/bin/sh", "-c", f'cd "{self.home}" && exec "$@"', "sandbox", "env", "-i", *settings, *argv]
 
