@@ -111,6 +111,31 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0 if record["status"] == "graded" else 1
 
 
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from autograder.grading.batch import publish_leaderboard
+    from autograder.grading.material import Material
+    from autograder.store import Store
+
+    assignment = _course(args).assignment(args.assignment)
+    material = Material.load(assignment)
+    if material.integrity is None:
+        raise CourseError(f"{assignment.name} has no leaderboard (no [integrity] in its grading.toml)")
+    out = Path(args.out)
+    db = Path(args.db) if args.db else out / "results.sqlite"
+    if not db.is_file():
+        raise CourseError(f"no result store at {db}: grade first (autograder grade ... --out {out}) or pass --db")
+    board = publish_leaderboard(assignment.name, material, Store(db), out, top_k=args.top,
+                                pseudonyms=args.pseudonyms)
+    for entry in board.ranked:
+        print(f"{entry.rank:>3}. {entry.shown_as:<40} {100 * (entry.accuracy or 0):6.2f} %  "
+              f"{entry.parameters:>9,} params  bonus {entry.bonus:g}")
+    flagged = [e for e in board.entries if e.rank is None]
+    print(f"{len(board.ranked)} ranked, {len(flagged)} not ranked; {out / 'leaderboard.md'}")
+    return 0
+
+
 def cmd_setup(args: argparse.Namespace) -> int:
     from autograder.setup import ensure_system_packages
 
@@ -163,6 +188,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("notebook", metavar="NOTEBOOK")
     limit_options(p)
     p.set_defaults(func=cmd_validate)
+
+    p = commands.add_parser("leaderboard", help="rank a trained-model assignment from the result store")
+    p.add_argument("assignment", metavar="HW")
+    p.add_argument("--out", required=True, help="folder for leaderboard.{csv,md,html,png} and final_grades.csv")
+    p.add_argument("--db", help="result store (default OUT/results.sqlite)")
+    p.add_argument("--top", type=int, help="how many get the bonus (default: grading.toml, else 3)")
+    p.add_argument("--pseudonyms", action="store_true", help="show stable pseudonyms instead of names")
+    p.set_defaults(func=cmd_leaderboard)
 
     p = commands.add_parser("setup", help="install and check what the sandbox needs (bubblewrap, cgroups)")
     p.set_defaults(func=cmd_setup)

@@ -77,6 +77,21 @@ class Store:
                 "INSERT INTO submissions VALUES (?, ?, ?, ?, ?) ON CONFLICT(assignment, name, sha256) "
                 "DO UPDATE SET last_seen=excluded.last_seen", (assignment, name, sha256, now, now))
 
+    def latest(self, assignment: str) -> list[tuple[dict[str, Any], float]]:
+        """Each submission's newest content, with its newest grade and when that content first came in."""
+        query = """
+            SELECT s.name, r.record, s.first_seen FROM submissions s
+            JOIN results r ON r.assignment = s.assignment AND r.sha256 = s.sha256
+            WHERE s.assignment = ? AND s.last_seen = (
+                SELECT MAX(last_seen) FROM submissions WHERE assignment = s.assignment AND name = s.name)
+            AND r.graded_at = (
+                SELECT MAX(graded_at) FROM results WHERE assignment = r.assignment AND sha256 = r.sha256)
+            ORDER BY s.name"""
+        with self._connect() as db:
+            rows = db.execute(query, (assignment,)).fetchall()
+        # Identical content may have come in under two names: each name gets its own copy.
+        return [(json.loads(text) | {"submission": name}, first_seen) for name, text, first_seen in rows]
+
     def records(self, assignment: str, grader_version: str | None = None) -> list[dict[str, Any]]:
         query = "SELECT record FROM results WHERE assignment=?"
         params: tuple[Any, ...] = (assignment,)

@@ -25,6 +25,7 @@ from autograder.intake.collect import Submission, collect
 from autograder.reports.feedback import write_feedback
 from autograder.reports.grades_csv import write_grades_csv
 from autograder.reports.gradescope import write_gradescope
+from autograder.reports.leaderboard import Leaderboard, build_leaderboard, gradescope_entries, write_leaderboard
 from autograder.reports.summary import write_summary
 from autograder.sandbox.limits import Limits
 from autograder.store import Store
@@ -125,7 +126,10 @@ def grade_batch(assignment: Assignment, paths: list[Path], out: Path, store: Sto
             if own_pool:
                 pool.shutdown(wait=True, cancel_futures=True)
     outcome.records = [by_name[s.name] for s in submissions]
-    write_reports(assignment.name, outcome.records, out)
+    if material.integrity:
+        publish_leaderboard(assignment.name, material, store, out, outcome.records)
+    else:
+        write_reports(assignment.name, outcome.records, out)
     outcome.seconds = time.monotonic() - started
     return outcome
 
@@ -136,6 +140,23 @@ def _progress(iterable: Any, total: int, name: str, enabled: bool) -> Any:
     from tqdm import tqdm
 
     return tqdm(iterable, total=total, desc=f"grading {name}", unit="nb", file=sys.stderr, dynamic_ncols=True)
+
+
+def publish_leaderboard(assignment: str, material: Material, store: Store, out: Path,
+                        records: list[dict[str, Any]] | None = None, top_k: int | None = None,
+                        pseudonyms: bool = False) -> Leaderboard:
+    """Rank everything the store holds for the assignment; write the leaderboard, and the grade
+    sheet (with the bonus column) for `records`, or for every stored submission."""
+    latest = store.latest(assignment)
+    board = build_leaderboard(assignment, latest, material.settings, top_k, pseudonyms)
+    by_name = {entry.name: entry for entry in board.entries}
+    records = records if records is not None else [record for record, _ in latest]
+    bonus = {r["submission"]: by_name[r["submission"]].bonus for r in records if r["submission"] in by_name}
+    entries = {r["submission"]: gradescope_entries(by_name[r["submission"]]) for r in records
+               if r["submission"] in by_name}
+    write_reports(assignment, records, out, {"bonus": bonus}, entries)
+    write_leaderboard(board, out)
+    return board
 
 
 def write_reports(assignment: str, records: list[dict[str, Any]], out: Path,

@@ -166,6 +166,7 @@ def grade_job(job: GradingJob) -> dict[str, Any]:
             record["questions"] += training.integrity_questions(integrity, job.integrity)
         record["seconds"] = round(time.monotonic() - started, 3)
         return record
+    record["code_sha256"] = parsed.code_fingerprint
     limits = Limits(**job.limits)
     try:
         data = _data_views(Path(job.data_dir), None) if job.integrity and job.data_dir else None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import hashlib
 import json
 import warnings
 from dataclasses import dataclass
@@ -20,6 +22,20 @@ class InvalidSubmission(ValueError):
 class ParsedNotebook:
     code_cells: list[str]
     nbformat_version: int
+
+    @property
+    def code_fingerprint(self) -> str:
+        """The same for two notebooks whose code differs only in comments, blank lines and spacing."""
+        digest = hashlib.sha256()
+        for source in self.code_cells:
+            try:
+                text = ast.unparse(ast.parse(source))
+            except SyntaxError:  # IPython magics: compare the lines without comments and spacing
+                lines = (line.split("#", 1)[0].strip() for line in source.splitlines())
+                text = "\n".join(line for line in lines if line)
+            if text:
+                digest.update(text.encode() + b"\0")
+        return digest.hexdigest()
 
 
 def parse_notebook(filename: str, data: bytes) -> ParsedNotebook:
