@@ -45,6 +45,7 @@ class GradingJob:
     sandboxed: bool = True  # False only for a student's own `validate`
     integrity: dict[str, Any] | None = None  # settings of the trained-model checks (hw4)
     data_dir: str | None = None  # folder with the MNIST IDX files, on the machine that runs the job
+    backend: dict[str, Any] | None = None  # None: the local sandbox; else container settings (kind, engine, image)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -56,11 +57,19 @@ class RunOutcome:
     value: Any
 
 
+def _sandbox(job: GradingJob, limits: Limits, data: dict[str, Path] | None) -> Any:
+    if job.backend:
+        from autograder.sandbox.container import ContainerSandbox
+
+        return ContainerSandbox(limits, job.home_files, data, **job.backend)
+    wall = LocalSandbox if job.sandboxed else PlainSandbox
+    return wall(limits, job.home_files, data)
+
+
 def _run(job: GradingJob, limits: Limits, code: list[str], data: dict[str, Path] | None,
          work: Callable[[NotebookSession], T]) -> RunOutcome:
     """Run the notebook once in a fresh sandbox, then `work` with the live session."""
-    wall = LocalSandbox if job.sandboxed else PlainSandbox
-    with wall(limits, job.home_files, data) as sandbox:
+    with _sandbox(job, limits, data) as sandbox:
         session = NotebookSession(sandbox, limits, code)
         try:
             cells = session.run()
