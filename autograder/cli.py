@@ -54,7 +54,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
     from autograder.sandbox.local import sandbox_problem
     from autograder.store import Store
 
-    problem = sandbox_problem()
+    backend = _backend(args)
+    problem = sandbox_problem() if backend is None else None
     if problem:
         raise CourseError(f"cannot grade without the sandbox: {problem}")
     course = _course(args)
@@ -62,7 +63,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
     out = Path(args.out)
     store = Store(Path(args.db) if args.db else out / "results.sqlite")
     data = course.mnist_raw_dir(args.data) if _needs_data(assignment) else None
-    options = BatchOptions(overrides=_overrides(args), jobs=args.jobs, regrade=args.regrade, data_dir=data)
+    options = BatchOptions(overrides=_overrides(args), jobs=args.jobs, regrade=args.regrade, data_dir=data,
+                           backend=backend)
     outcome = grade_batch(assignment, [Path(p) for p in args.submissions], out, store, options)
     ungraded = outcome.ungraded
     print(f"{assignment.name}: {len(outcome.records)} submission(s): {outcome.graded} graded now, "
@@ -71,6 +73,23 @@ def cmd_grade(args: argparse.Namespace) -> int:
         print(f"  {record['submission']}: {record['message']}")
     print(f"grades: {out / 'final_grades.csv'}; feedback: {out / 'feedback'}/; summary: {out / 'summary.md'}")
     return 1 if ungraded else 0
+
+
+def _backend(args: argparse.Namespace) -> dict | None:
+    """None for the local sandbox; for containers, the engine that answers and an image that exists."""
+    if args.backend == "local":
+        return None
+    from autograder.sandbox.container_setup import EngineUnavailable, find_engine, image_exists, image_tag
+
+    try:
+        engine = find_engine(args.engine)
+    except EngineUnavailable as error:
+        raise CourseError(str(error)) from error
+    image = args.image or image_tag()
+    if not image_exists(engine, image):
+        raise CourseError(f"no image {image} in {engine}: build it with "
+                          f"`python -m autograder.sandbox.container_setup --engine {engine}` (or pass --image)")
+    return {"engine": engine, "image": image}
 
 
 def _needs_data(assignment: Assignment) -> bool:
@@ -180,6 +199,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="submissions at once (default: cores)")
     p.add_argument("--db", help="result store (SQLite; default OUT/results.sqlite)")
     p.add_argument("--regrade", action="store_true", help="grade again even what the store already has")
+    p.add_argument("--backend", choices=("local", "docker"), default="local",
+                   help="where kernels run: the local sandbox (bubblewrap) or containers (docker or podman)")
+    p.add_argument("--engine", choices=("docker", "podman"), help="with --backend docker: default a running "
+                   "docker daemon, else podman")
+    p.add_argument("--image", help="with --backend docker: the grading image (default: the one "
+                   "`python -m autograder.sandbox.container_setup` builds for this checkout)")
     limit_options(p)
     p.set_defaults(func=cmd_grade)
 

@@ -40,6 +40,7 @@ class BatchOptions:
     include_hidden: bool = True
     progress: bool = True
     data_dir: Path | None = None  # MNIST raw folder, for assignments with trained-model checks
+    backend: dict[str, Any] | None = None  # None: the local sandbox; else container settings (engine, image)
 
     def limits_for(self, material: Material) -> Limits:
         if self.limits is not None:
@@ -68,7 +69,8 @@ def file_stem(label: str) -> str:
 def _job(material: Material, submission: Submission, limits: dict, version: str, options: BatchOptions) -> GradingJob:
     return GradingJob(material.assignment, submission.name, submission.filename, submission.data, material.tests,
                       material.home_files, limits, version, options.include_hidden, submission.error,
-                      integrity=material.integrity, data_dir=str(options.data_dir) if options.data_dir else None)
+                      integrity=material.integrity, data_dir=str(options.data_dir) if options.data_dir else None,
+                      backend=options.backend)
 
 
 def _failed_record(job: GradingJob, error: BaseException) -> dict[str, Any]:
