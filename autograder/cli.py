@@ -30,7 +30,8 @@ def cmd_samples(args: argparse.Namespace) -> int:
 
     course = _course(args)
     for assignment in course.assignments(args.assignments):
-        for path in make_samples(assignment):
+        data = course.data_dir(args.data) if _needs_data(assignment) else None
+        for path in make_samples(assignment, data, timeout=args.cell_timeout):
             print(path.relative_to(course.root))
     return 0
 
@@ -180,6 +181,8 @@ def parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("samples", help="(instructors) regenerate the executed sample submissions")
     p.add_argument("assignments", nargs="*", metavar="HW")
+    p.add_argument("--data", help="folder holding MNIST/raw/ (default: $AUTOGRADER_DATA, then ../shared/data)")
+    p.add_argument("--cell-timeout", type=int, default=600, help="a cell running longer is interrupted")
     p.set_defaults(func=cmd_samples)
 
     p = commands.add_parser("demo", help="build everything, grade the sample submissions, print grades")

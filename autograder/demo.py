@@ -12,6 +12,7 @@ from autograder.authoring.build import build
 from autograder.authoring.samples import SampleSpec, load_specs
 from autograder.course import Course
 from autograder.grading.batch import BatchOptions, default_executor, grade_batch
+from autograder.integrity.training import eligible
 from autograder.reports.scores import fmt, possible, total
 from autograder.store import Store
 
@@ -30,8 +31,22 @@ def expected_scores(spec: SampleSpec, record: dict[str, Any]) -> dict[str, float
 
 
 def matches(spec: SampleSpec, record: dict[str, Any]) -> bool:
+    if record["status"] != "graded":
+        return False
+    if spec.expect is not None or "integrity" in record:
+        return verdict_matches(spec, record)
     want = expected_scores(spec, record)
-    return record["status"] == "graded" and all(abs(q["score"] - want[q["name"]]) < 1e-9 for q in record["questions"])
+    return all(abs(q["score"] - want[q["name"]]) < 1e-9 for q in record["questions"])
+
+
+def verdict_matches(spec: SampleSpec, record: dict[str, Any]) -> bool:
+    """Trained-model samples: the tests full, and exactly the expected integrity flags."""
+    expect = spec.expect or {"eligible": True, "reasons": []}
+    integrity = record.get("integrity") or {}
+    tests_full = all(q["score"] == q["max_score"] for q in record["questions"]
+                     if q["name"] not in ("accuracy", "reproducibility"))
+    return (tests_full and set(integrity.get("flags", [])) == set(expect["reasons"])
+            and eligible(integrity) == expect["eligible"])
 
 
 def run_demo(course: Course, jobs: int = 2, out: Path | None = None) -> int:

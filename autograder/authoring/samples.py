@@ -8,6 +8,7 @@ bundled in reference/<hw>/submissions/ (hidden: they contain the solution).
 from __future__ import annotations
 
 import copy
+import os
 import re
 import shutil
 import tempfile
@@ -41,6 +42,7 @@ class SampleSpec:
     description: str
     scores: dict[str, float] | str | None = None
     edits: tuple[Edit, ...] = field(default_factory=tuple)
+    expect: dict | None = None  # trained-model samples: {"eligible": bool, "reasons": [flags]}
 
 
 def load_specs(assignment: Assignment) -> list[SampleSpec]:
@@ -57,8 +59,9 @@ def load_specs(assignment: Assignment) -> list[SampleSpec]:
                 SampleSpec(
                     name=entry["name"],
                     description=entry["description"],
-                    scores={q: float(s) for q, s in entry["scores"].items()},
+                    scores={q: float(s) for q, s in entry.get("scores", {}).items()},
                     edits=tuple(Edit(e["find"], e["replace"]) for e in entry["edit"]),
+                    expect=entry.get("expect"),
                 )
             )
     except (tomllib.TOMLDecodeError, KeyError, TypeError, AttributeError) as error:
@@ -108,23 +111,36 @@ def sample_notebooks(assignment: Assignment) -> dict[str, nbformat.NotebookNode]
     return made
 
 
-def execute(nb: nbformat.NotebookNode, workdir: Path, timeout: int = 600) -> nbformat.NotebookNode:
-    """Run a notebook top to bottom as a student would before submitting (errors kept in outputs)."""
-    NotebookClient(
-        nb, timeout=timeout, kernel_name="python3", allow_errors=True,
-        resources={"metadata": {"path": str(workdir)}},
-    ).execute()
+def execute(nb: nbformat.NotebookNode, workdir: Path, timeout: int = 600,
+            env: dict[str, str] | None = None) -> nbformat.NotebookNode:
+    """Run a notebook top to bottom as a student would before submitting (errors kept in outputs;
+    a cell past `timeout` is interrupted)."""
+    saved = {key: os.environ.get(key) for key in env or {}}
+    os.environ.update(env or {})  # the kernel inherits this process's environment
+    try:
+        NotebookClient(
+            nb, timeout=timeout, kernel_name="python3", allow_errors=True, interrupt_on_timeout=True,
+            resources={"metadata": {"path": str(workdir)}},
+        ).execute()
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     return nb
 
 
-def make_samples(assignment: Assignment) -> list[Path]:
-    """Execute every sample and store it in reference/<hw>/submissions/<name>.ipynb."""
+def make_samples(assignment: Assignment, data_dir: Path | None = None, timeout: int = 600) -> list[Path]:
+    """Execute every sample and store it in reference/<hw>/submissions/<name>.ipynb. `data_dir` (the
+    folder holding MNIST/raw/) is given to notebooks that load data, as the grader does."""
+    env = {"AUTOGRADER_DATA": str(data_dir)} if data_dir else None
     written = []
     with tempfile.TemporaryDirectory(prefix=f"samples-{assignment.name}-") as tmp:
         for name, nb in sample_notebooks(assignment).items():
             workdir = Path(tmp) / name
             shutil.copytree(assignment.student_dir, workdir)
-            executed = notebooks.canonicalise(execute(nb, workdir), assignment.name)
+            executed = notebooks.canonicalise(execute(nb, workdir, timeout, env), assignment.name)
             target = assignment.submissions_dir / f"{name}.ipynb"
             notebooks.write(executed, target)
             written.append(target)
