@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from autograder.course import DATA_ENV, MNIST_FILES, Course, CourseError
-from tests.idx import write_mnist_like
+from autograder.integrity.synthetic import write_synthetic_mnist
 
 
 def test_assignments_are_discovered_from_the_masters(repo_course: Course) -> None:
@@ -34,7 +34,7 @@ def test_missing_mnist_names_the_setting_and_the_files(repo_course: Course, tmp_
 
 
 def test_generated_idx_files_are_accepted(repo_course: Course, tmp_path: Path) -> None:
-    write_mnist_like(tmp_path / "MNIST" / "raw", n_train=60, n_test=20)
+    write_synthetic_mnist(tmp_path / "MNIST" / "raw", n_train=60, n_test=20)
     assert repo_course.mnist_raw_dir(tmp_path) == (tmp_path / "MNIST" / "raw").resolve()
 
 

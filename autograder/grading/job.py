@@ -97,7 +97,8 @@ def _graded_run(job: GradingJob, questions: list) -> Callable[[NotebookSession],
 def _export(settings: dict[str, Any]) -> Callable[[NotebookSession], training.RunExport]:
     """Take the trained model and the declared names out of the kernel, as plain data."""
     def work(session: NotebookSession) -> training.RunExport:
-        run = training.RunExport(over_budget=any(c.status in ("timeout", "skipped") for c in session.reports))
+        run = training.RunExport(over_budget=any(c.status in ("timeout", "skipped") for c in session.reports),
+                                 seconds=sum(c.seconds for c in session.reports))
         if not session.revive():
             run.error = "the notebook's kernel could not be kept running"
             return run
@@ -186,7 +187,6 @@ def grade_job(job: GradingJob) -> dict[str, Any]:
         record["questions"] = [r.to_dict() for r in results]
         if first_export is not None:
             integrity = _integrity(job, limits, parsed.code_cells, first_export)
-            integrity["notebook_seconds"] = round(sum(c.seconds for c in first.cells), 2)
             record["integrity"] = integrity
             record["questions"] += training.integrity_questions(integrity, job.integrity)
     except Exception as error:  # noqa: BLE001 - a job must always come back with a record

@@ -41,7 +41,7 @@ class Material:
         """Settings of the trained-model checks, with defaults, or None for plain assignments."""
         if "integrity" not in self.settings:
             return None
-        defaults = {"threshold": 0.95, "points_accuracy": 10.0, "points_reproducible": 5.0,
+        defaults = {"threshold": 0.95, "points_accuracy": 10.0, "points_reproducible": 5.0, "budget_seconds": 300.0,
                     "report_tolerance": 0.005, "max_noise_drop": 0.10, "names": {}}
         return defaults | self.settings["integrity"]
 

@@ -40,7 +40,8 @@ class RunExport:
     export: dict[str, Any] | None = None  # {"graph": [...], "state": {name: array}}
     names: dict[str, Any] = field(default_factory=dict)  # SEED, MEAN, STD, reported_accuracy
     error: str | None = None
-    over_budget: bool = False
+    over_budget: bool = False  # a cell was stopped, or the notebook ran out of time
+    seconds: float = 0.0  # how long the notebook's cells ran
 
     @property
     def weights(self) -> str | None:
@@ -49,8 +50,9 @@ class RunExport:
 
 def measure(run: RunExport, raw: Path, settings: dict[str, Any], seed: int) -> dict[str, Any]:
     """Rebuild run 1's model here and measure it on the real test split."""
-    result: dict[str, Any] = {"flags": [], "reported_accuracy": run.names.get("reported_accuracy")}
-    if run.over_budget:
+    result: dict[str, Any] = {"flags": [], "reported_accuracy": run.names.get("reported_accuracy"),
+                              "notebook_seconds": round(run.seconds, 2)}
+    if run.over_budget or run.seconds > settings["budget_seconds"]:
         result["flags"].append(OVER_BUDGET)
     if run.export is None:
         result["flags"].append(NO_MODEL)
