@@ -12,22 +12,28 @@
 # The base needs python3 (3.11, as in uv.lock), python3-venv and ca-certificates.
 ARG BASE=localbase:bookworm
 
-FROM $BASE AS deps
-ARG TORCH_INDEX=
+FROM $BASE AS uv
 ARG UV_VERSION=0.13.9
-# A proxy's CA certificate, when the build needs one, lives only in this throw-away stage.
-# (uv.lock is named so that the COPY has a source when there is no ca/ folder.)
-COPY uv.lock ca* /tmp/ca/
+# A proxy's CA certificate, when the build needs one, lives only in these throw-away stages.
+# (Dockerfile is named so that the COPY has a source when there is no ca/ folder.)
+COPY Dockerfile ca* /tmp/ca/
 RUN set -e; cp /tmp/ca/*.crt /usr/local/share/ca-certificates/ 2>/dev/null || true; \
     update-ca-certificates >/dev/null 2>&1; \
     python3 -m venv /opt/uv && /opt/uv/bin/pip install --no-cache-dir --quiet "uv==$UV_VERSION"
 ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt UV_COMPILE_BYTECODE=1 UV_NO_CACHE=1 \
     UV_PYTHON_DOWNLOADS=never UV_LINK_MODE=copy
 WORKDIR /build
-COPY pyproject.toml uv.lock ./
+
 # Exactly the locked versions (the host's venv has the same ones: seeded training reproduces).
-RUN set -e; /opt/uv/bin/uv export --frozen --no-dev --no-hashes --no-emit-project -o requirements.txt >/dev/null; \
-    python3 -m venv /opt/venv; \
+# Exported in a stage of its own: an edit of pyproject.toml that leaves them alone reuses the venv.
+FROM uv AS lock
+COPY pyproject.toml uv.lock ./
+RUN /opt/uv/bin/uv export --frozen --no-dev --no-hashes --no-emit-project -o /requirements.txt >/dev/null
+
+FROM uv AS deps
+ARG TORCH_INDEX=
+COPY --from=lock /requirements.txt ./
+RUN set -e; python3 -m venv /opt/venv; \
     if [ -z "$TORCH_INDEX" ]; then \
         /opt/uv/bin/uv pip install --quiet --python /opt/venv/bin/python --no-deps -r requirements.txt; \
     else \
@@ -38,8 +44,8 @@ RUN set -e; /opt/uv/bin/uv export --frozen --no-dev --no-hashes --no-emit-projec
             --index-url "$TORCH_INDEX" -r torch.txt; \
     fi
 
-FROM deps AS package
-COPY README.md ./
+FROM uv AS package
+COPY pyproject.toml README.md ./
 COPY autograder ./autograder
 RUN /opt/uv/bin/uv build --quiet --wheel --out-dir /dist .
 

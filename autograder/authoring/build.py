@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autograder import notebooks
+from autograder.authoring.gradescope_zip import write_gradescope_zip
 from autograder.authoring.leaks import find_leaks
 from autograder.course import Assignment, CourseError
 
@@ -116,4 +117,5 @@ def build(assignment: Assignment, run_tests: bool = True) -> BuildResult:
             target = assignment.dist_dir / name
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(grader_zip_files[name])
+    write_gradescope_zip(assignment)  # after dist/: it packs the tests, student files and settings
     return BuildResult(assignment.name, sorted(student_files), test_files)

@@ -116,13 +116,15 @@ class ContainerSandbox:
         container = _Container(f"autograder-{uuid.uuid4().hex[:16]}")
         self.containers.append(container)
         memory = f"{self.limits.memory_mb}m"
-        tmpfs = f"rw,exec,nosuid,nodev,size={self.limits.disk_mb}m,mode=1777"
+        tmpfs = f"rw,exec,nosuid,nodev,size={self.limits.disk_mb}m"
         cmd = [self.engine, "run", "--name", container.name, "--pull", "never", "--init",
                "--network", "none", "--read-only", "--memory", memory, "--memory-swap", memory,
                "--pids-limit", str(self.limits.pids), "--cpus", str(self.limits.threads),
                "--user", f"{self.uid}:{self.uid}", "--cap-drop", "ALL",
                "--security-opt", "no-new-privileges", "--log-driver", "none", "--hostname", "sandbox",
-               "--tmpfs", f"/tmp:{tmpfs}", "--tmpfs", f"{HOME}:{tmpfs}", "--workdir", HOME,
+               # (a tmpfs takes the image folder's mode, and Docker ignores mode=: the home gets uid=)
+               "--tmpfs", f"/tmp:{tmpfs}", "--tmpfs", f"{HOME}:{tmpfs},uid={self.uid},gid={self.uid}",
+               "--workdir", HOME,
                # Same path inside and out: the kernel's sockets are named in its connection file.
                "--mount", f"type=bind,source={self.ipc},target={self.ipc}"]
         for key, value in self.environment().items():
