@@ -18,15 +18,19 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import pytest
 
 from autograder.authoring.gradescope_zip import write_gradescope_zip, zip_path
+from autograder.authoring.samples import sample_notebooks
 from autograder.course import Course
 from autograder.grading.batch import BatchOptions, grade_batch
+from autograder.integrity.synthetic import write_synthetic_mnist
 from autograder.store import Store
 from tests.test_hostile import LIMITS
 
 HW3 = "hw3_losses"
+HW4 = "hw4_mnist"
 PROBE = '''
 import os
 found = []
@@ -82,6 +86,13 @@ def test_run_autograder_grades_the_samples_in_gradescopes_layout(built_course: C
     (probe_dir / "probe.ipynb").write_text(json.dumps(reference))
     out = tmp_path / "out"
     out.mkdir()
+    source4 = tmp_path / "source4"
+    with zipfile.ZipFile(zip_path(built_course.assignment(HW4))) as archive:
+        archive.extractall(source4)
+    hw4 = tmp_path / "hw4"
+    hw4.mkdir()
+    nbformat.write(sample_notebooks(built_course.assignment(HW4))["honest_tiny_mlp"], str(hw4 / "hw4_mnist.ipynb"))
+    write_synthetic_mnist(tmp_path / "data" / "MNIST" / "raw")
     # Gradescope: /autograder/source (the zip), setup.sh once as root, then per submission
     # /autograder/submission/<file> -> /autograder/run_autograder -> /autograder/results/results.json.
     # Otter's template also pre-creates results/results.pkl, which run_autograder then fills.
@@ -102,6 +113,13 @@ for nb in /subs/*.ipynb /probe/*.ipynb; do
     cp /autograder/results/results.pkl "/out/$stem.pkl"
 done
 cp /tmp/gradescope-probe.txt /out/probe.txt
+# hw4's zip (its setup.sh installs the very same requirements.txt: checked) with a leaderboard
+cmp /zip/requirements.txt /zip4/requirements.txt
+rm -rf /autograder/source/* /autograder/submission/* /autograder/results/*
+cp -r /zip4/. /autograder/source/
+cp /hw4/hw4_mnist.ipynb /autograder/submission/
+AUTOGRADER_DATA=/data /autograder/run_autograder
+cp /autograder/results/results.json /out/hw4.json
 chmod -R a+rwX /out
 """
     ca = "/etc/ssl/certs/ca-certificates.crt"  # this machine's proxy CA, for setup.sh's downloads
@@ -109,6 +127,8 @@ chmod -R a+rwX /out
     started = time.monotonic()
     done = subprocess.run([engine, "run", "--name", name, "--volume", f"{source}:/zip:ro",
                            "--volume", f"{subs}:/subs:ro", "--volume", f"{probe_dir}:/probe:ro",
+                           "--volume", f"{source4}:/zip4:ro", "--volume", f"{hw4}:/hw4:ro",
+                           "--volume", f"{tmp_path / 'data'}:/data:ro",
                            "--volume", f"{out}:/out", "--volume", f"{ca}:{ca}:ro", "--env", f"SSL_CERT_FILE={ca}",
                            base, "bash", "-c", script], capture_output=True, text=True, timeout=1500)
     subprocess.run([engine, "rm", "--force", name], capture_output=True)
@@ -135,3 +155,9 @@ chmod -R a+rwX /out
     uid, found = ast.literal_eval((out / "probe.txt").read_text())
     assert uid == 65534
     assert all(what == "denied" for _, what in found), found
+    hw4_results = json.loads((out / "hw4.json").read_text())
+    integrity = {t["name"]: t for t in hw4_results["tests"]}
+    assert integrity["reproducibility"]["score"] == integrity["reproducibility"]["max_score"] > 0, hw4_results
+    board = {entry["name"]: entry for entry in hw4_results["leaderboard"]}
+    assert board["Accuracy (%)"]["value"] > 95 and board["Accuracy (%)"]["order"] == "desc"
+    assert board["Parameters"]["value"] > 0 and board["Eligible"]["value"] == "yes"
