@@ -64,7 +64,7 @@ class Bridge:
         self._ensure_agent()
         self.calls += 1
         code = f"__autograder_handle({json.dumps(json.dumps(request, allow_nan=True))})"
-        run = self.session.kernel.execute(code, timeout=self.call_timeout)
+        run = self.session.kernel.execute(code, timeout=self.call_timeout, reply_mime=MIME)
         if run.status == "timeout":
             raise StudentCodeError(f"{name} did not return within {self.call_timeout:g} s", "TimeoutError")
         if run.kernel_lost:

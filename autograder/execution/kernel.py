@@ -25,6 +25,7 @@ from autograder.sandbox.limits import Limits
 INTERRUPT_GRACE = 5.0  # seconds a kernel gets to come back after an interrupt
 MAX_GARBLED = 100  # unreadable messages tolerated from one cell before the kernel is stopped
 FLOOD_FACTOR = 64  # a cell printing this many times its output allowance gets its kernel killed
+REPLY_LIMIT = 512 * 1024 * 1024  # bytes of bridge answers per call: a large MLP's weights as base64
 
 
 class KernelDied(RuntimeError):
@@ -94,14 +95,16 @@ class SandboxedKernel:
     def alive(self) -> bool:
         return self.km is not None and self.km.is_alive()
 
-    def execute(self, code: str, timeout: float) -> CellRun:
+    def execute(self, code: str, timeout: float, reply_mime: str | None = None) -> CellRun:
+        """Run `code`. Display messages of `reply_mime` (the bridge's answers, e.g. a model's weights)
+        have an allowance of their own, REPLY_LIMIT, instead of the output limit of a cell."""
         if not self.alive():
             return CellRun("dead", 0.0, error="the kernel is not running")
         started = time.monotonic()
         msg_id = self.kc.execute(code, store_history=True, allow_stdin=False, stop_on_error=False)
         run = CellRun("ok", 0.0)
         allowance = self.limits.output_kb * 1024
-        received = kept = garbled = 0
+        received = kept = garbled = replies = 0
         deadline = started + timeout
         while True:
             remaining = deadline - time.monotonic()
@@ -130,6 +133,11 @@ class SandboxedKernel:
             if kind not in ("stream", "display_data", "execute_result", "error"):
                 continue
             size = len(str(content))
+            if reply_mime and kind == "display_data" and reply_mime in content.get("data", {}):
+                replies += size
+                if replies <= REPLY_LIMIT:
+                    run.outputs.append(nbformat.v4.output_from_msg(msg))
+                    continue
             received += size
             if kind == "error":
                 run.status = "error"
