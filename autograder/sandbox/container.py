@@ -41,6 +41,7 @@ class _Container:
     v2: bool = False
     seen_ooms: int = 0  # OOM kills read from the cgroup while it ran
     ooms: int | None = None  # final count, once it has stopped
+    removed: bool = False
 
 
 class ContainerSandbox:
@@ -90,9 +91,7 @@ class ContainerSandbox:
 
     def __exit__(self, *exc: object) -> None:
         self.kill_all()
-        names = [c.name for c in self.containers]
-        if names:  # a container created after its kill (a start that raced a shutdown)
-            self._cli("rm", "--force", *names)
+        self._remove([c for c in self.containers if not c.removed])  # those that stopped by themselves
         shutil.rmtree(self.base, ignore_errors=True)
 
     @property
@@ -122,8 +121,7 @@ class ContainerSandbox:
                "--pids-limit", str(self.limits.pids), "--cpus", str(self.limits.threads),
                "--user", f"{self.uid}:{self.uid}", "--cap-drop", "ALL",
                "--security-opt", "no-new-privileges", "--log-driver", "none", "--hostname", "sandbox",
-               # (a tmpfs takes the image folder's mode, and Docker ignores mode=: the home gets uid=)
-               "--tmpfs", f"/tmp:{tmpfs}", "--tmpfs", f"{HOME}:{tmpfs},uid={self.uid},gid={self.uid}",
+               "--tmpfs", f"/tmp:{tmpfs}", "--tmpfs", f"{HOME}:{tmpfs},{self._home_owner()}",
                "--workdir", HOME,
                # Same path inside and out: the kernel's sockets are named in its connection file.
                "--mount", f"type=bind,source={self.ipc},target={self.ipc}"]
@@ -137,6 +135,11 @@ class ContainerSandbox:
             cmd += ["--mount", f"type=bind,source={Path(host).resolve()},target={Path(DATA) / relative},readonly"]
         return [*cmd, self.image, f"{VENV}/bin/python", *argv[1:]]
 
+    def _home_owner(self) -> str:
+        """The kernel must own its home. Neither engine applies a tmpfs mode= here (runc 1.1); Docker
+        passes uid=/gid= to the mount, Podman refuses them and chowns with U."""
+        return "U" if self.engine == "podman" else f"uid={self.uid},gid={self.uid}"
+
     # -- what happened --------------------------------------------------------------------------
 
     def kill_all(self) -> None:
@@ -146,9 +149,18 @@ class ContainerSandbox:
             self._probe(container)
         running = [c for c in live if c.ooms is None]
         if running:
-            self._cli("rm", "--force", *(c.name for c in running))
+            self._remove(running)
             for container in running:
                 container.ooms = container.seen_ooms
+
+    def _remove(self, containers: list[_Container]) -> None:
+        if not containers:
+            return
+        # Podman gives up on every name after one that does not exist (yet); --ignore goes on.
+        ignore = ["--ignore"] if self.engine == "podman" else []
+        self._cli("rm", "--force", *ignore, *(c.name for c in containers))
+        for container in containers:
+            container.removed = True
 
     def oom_kills(self) -> int:
         """Processes killed for exceeding the memory limit, over every container of this sandbox."""

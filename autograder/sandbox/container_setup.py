@@ -97,7 +97,9 @@ def ensure_packages(podman: bool = False) -> None:
     wanted = {"dockerd": "docker.io", "debootstrap": "debootstrap"}
     if podman:
         wanted["podman"] = "podman"
-    missing = [package for binary, package in wanted.items() if shutil.which(binary) is None]
+        wanted["/usr/libexec/podman/catatonit"] = "catatonit"  # podman's --init (only recommended)
+    missing = [package for binary, package in wanted.items()
+               if (not Path(binary).exists() if binary.startswith("/") else shutil.which(binary) is None)]
     if missing:
         _apt_install(missing)
 
