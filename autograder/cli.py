@@ -37,9 +37,11 @@ def cmd_samples(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from autograder.demo import run_demo
 
-    return run_demo(_course(args), jobs=args.jobs)
+    return run_demo(_course(args), jobs=args.jobs, data=Path(args.data) if args.data else None)
 
 
 def _overrides(args: argparse.Namespace) -> dict:
@@ -187,6 +189,7 @@ def parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("demo", help="build everything, grade the sample submissions, print grades")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--data", help="folder holding MNIST/raw/ for hw4 (default: a small generated set)")
     p.set_defaults(func=cmd_demo)
 
     def limit_options(p: argparse.ArgumentParser) -> None:

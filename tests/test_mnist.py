@@ -54,6 +54,9 @@ def graded(built_course: Course, synthetic: Path, engine_pool: Any,
         nb = apply_edits(reference, SampleSpec(name, name, edits=(Edit(find, replace),)), folder)
         nbformat.write(nb, str(folder / f"{name}.ipynb"))
     shutil.copy(folder / "honest_small_mlp.ipynb", folder / "copied_by_someone_else.ipynb")
+    other_seed = apply_edits(reference, SampleSpec("honest_other_seed", "", edits=(Edit("SEED = 2024", "SEED = 7"),)),
+                             folder)
+    nbformat.write(other_seed, str(folder / "honest_other_seed.ipynb"))
     out = folder.parent / "out"
     store = Store(folder.parent / "results.sqlite")
     options = BatchOptions(overrides=OVERRIDES, jobs=2, progress=False, data_dir=synthetic)
@@ -87,7 +90,7 @@ def test_accuracy_is_measured_by_the_grader_not_taken_from_the_notebook(graded: 
     honest, liar = graded["records"]["reference"], graded["records"]["reports_wrong_accuracy"]
     assert honest["integrity"]["reported_accuracy"] == pytest.approx(honest["integrity"]["measured_accuracy"],
                                                                      abs=1e-9)
-    assert liar["integrity"]["reported_accuracy"] == 0.999
+    assert liar["integrity"]["reported_accuracy"] == round(liar["integrity"]["measured_accuracy"] + 0.01, 4)
     assert liar["integrity"]["measured_accuracy"] == honest["integrity"]["measured_accuracy"]
     assert honest["integrity"]["runs"] == 2  # reproducible and test-clean: one extra run, not two
 
@@ -110,11 +113,14 @@ def test_leaderboard_ranks_the_eligible_and_pays_the_top_three(graded: dict) -> 
     ranked = [r for r in rows if r["rank"]]
     accuracies = [float(r["accuracy"]) for r in ranked]
     assert accuracies == sorted(accuracies, reverse=True) and len(ranked) >= 3
-    eligible_names = {n for n, s in SPECS.items() if s.expect and s.expect["eligible"]} | {"reference"}
+    eligible_names = {n for n, s in SPECS.items() if s.expect and s.expect["eligible"]} | {"honest_other_seed"}
     eligible_names -= {"honest_small_mlp"}  # copied: flagged, not ranked
     assert {Path(r["student"]).stem for r in ranked} == eligible_names
     copies = {Path(r["student"]).stem: r["flags"] for r in rows if "same" in r["flags"]}
-    assert set(copies) == {"honest_small_mlp", "copied_by_someone_else"}
+    # A copy, and the reference whose weights two samples share (they train identically, then cheat).
+    assert set(copies) == {"honest_small_mlp", "copied_by_someone_else", "reference", "reports_wrong_accuracy",
+                           "over_budget"}
+    assert "same weights" in copies["reference"] and "same code" not in copies["reference"]
     grades = list(csv.DictReader((out / "final_grades.csv").open()))
     bonus = {Path(g["file"]).stem: float(g["bonus"]) for g in grades[1:]}
     top = [Path(r["student"]).stem for r in ranked[:3]]

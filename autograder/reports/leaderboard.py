@@ -88,7 +88,7 @@ def _flag_duplicates(entries: list[Entry]) -> None:
         for group in groups.values():
             if len(group) > 1:
                 for entry in group:
-                    entry.duplicates += [f"same {key} as {other.name}" for other in group if other is not entry]
+                    entry.duplicates += [f"same {key} as {other.shown_as}" for other in group if other is not entry]
 
 
 def gradescope_entries(entry: Entry) -> list[dict[str, Any]]:
