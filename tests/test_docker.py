@@ -119,24 +119,15 @@ def test_no_container_outlives_its_submission(hw1_both: dict, backend: dict[str,
 
 def test_probe_finds_no_secret_no_network_and_runs_unprivileged(built_course: Course,
                                                                    backend: dict[str, str]) -> None:
-    from autograder.execution.bridge import Bridge
-    from autograder.execution.session import NotebookSession
     from autograder.grading.material import Material
-    from autograder.intake.notebook import parse_notebook
     from autograder.sandbox.container import ContainerSandbox
+    from tests.probe import run_probe
 
     material = Material.load(built_course.assignment(HW1))
-    parsed = parse_notebook("probe.ipynb", (FIXTURES / "hw1" / "probe.ipynb").read_bytes())
     with ContainerSandbox(LIMITS, material.home_files, **backend) as sandbox:
-        session = NotebookSession(sandbox, LIMITS, parsed.code_cells)
-        try:
-            session.run()
-            bridge = Bridge(session)
-            leaked, network = bridge.resolve("LEAKED"), bridge.resolve("NETWORK")
-            visible, uid = bridge.resolve("VISIBLE_ROOT"), bridge.resolve("UID")
-            env, wrote = bridge.resolve("ENV_KEYS"), bridge.resolve("WROTE_OUTSIDE")
-        finally:
-            session.close()
+        found = run_probe(sandbox, LIMITS)
+    leaked, network, visible = found["LEAKED"], found["NETWORK"], found["VISIBLE_ROOT"]
+    uid, env, wrote = found["UID"], found["ENV_KEYS"], found["WROTE_OUTSIDE"]
     assert leaked == [], f"the notebook could read secrets at {leaked}"
     assert network.startswith("blocked"), network
     assert uid == 1000

@@ -92,24 +92,15 @@ def test_reference_control_full_marks_and_duplicates_agree(hostile: dict) -> Non
 
 def test_reading_secrets_finds_nothing_and_network_is_off(built_course: Course, tmp_path: Path) -> None:
     """Class 1 (and 12): the probe walks the filesystem, /proc and the environment from inside."""
-    from autograder.execution.bridge import Bridge
-    from autograder.execution.session import NotebookSession
     from autograder.grading.material import Material
-    from autograder.intake.notebook import parse_notebook
     from autograder.sandbox.local import LocalSandbox
+    from tests.probe import run_probe
 
     material = Material.load(built_course.assignment(HW1))
-    parsed = parse_notebook("probe.ipynb", (FIXTURES / "hw1" / "probe.ipynb").read_bytes())
     with LocalSandbox(LIMITS, material.home_files) as sandbox:
-        session = NotebookSession(sandbox, LIMITS, parsed.code_cells)
-        try:
-            session.run()
-            bridge = Bridge(session)
-            leaked, network = bridge.resolve("LEAKED"), bridge.resolve("NETWORK")
-            visible, uid = bridge.resolve("VISIBLE_ROOT"), bridge.resolve("UID")
-            env, wrote = bridge.resolve("ENV_KEYS"), bridge.resolve("WROTE_OUTSIDE")
-        finally:
-            session.close()
+        found = run_probe(sandbox, LIMITS)
+    leaked, network, visible = found["LEAKED"], found["NETWORK"], found["VISIBLE_ROOT"]
+    uid, env, wrote = found["UID"], found["ENV_KEYS"], found["WROTE_OUTSIDE"]
     assert leaked == [], f"the notebook could read secrets at {leaked}"
     assert network.startswith("blocked"), network
     assert uid not in (0, os.getuid()) and uid >= 61000
