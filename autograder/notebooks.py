@@ -7,7 +7,6 @@ from pathlib import Path
 import nbformat
 
 ANSWER_TAG = "otter_answer_cell"
-SOLUTION_TAG = "otter_assign_solution_cell"
 
 
 def read(path: Path) -> nbformat.NotebookNode:

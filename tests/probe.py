@@ -1,4 +1,4 @@
-"""Running tests/fixtures/hw1/probe.ipynb in a sandbox and reading what it found, for any backend."""
+"""Checks of hostile fixtures shared by every backend's tests: the probe notebook, and the bombs."""
 
 from __future__ import annotations
 
@@ -24,3 +24,17 @@ def run_probe(sandbox: Any, limits: Limits) -> dict[str, Any]:
         return {name: bridge.resolve(name) for name in FINDINGS}
     finally:
         session.close()
+
+
+def assert_bombs_contained(record: dict[str, Any], memory_mb: int) -> None:
+    """resource_bombs.ipynb: each bomb hits its limit and costs only its own cell."""
+    memory, fork, threads, disk, flood = record["cells"][3:8]
+    assert memory["status"] == "dead" and "memory limit" in memory["error"]
+    assert fork["status"] == "error" and "Resource temporarily unavailable" in fork["error"]
+    assert threads["status"] == "error" and "can't start new thread" in threads["error"]
+    assert disk["status"] == "error" and "No space left" in disk["error"]
+    # A flood is cut at 64x the output allowance, or (when the kernel buffers it faster than it can
+    # be read) stopped by the memory limit: either way only that cell is lost.
+    assert flood["status"] in ("flood", "dead"), flood
+    assert sum(q["score"] for q in record["questions"]) == 26
+    assert record["peak_memory_mb"] is not None and record["peak_memory_mb"] <= memory_mb + 1

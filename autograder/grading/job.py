@@ -11,7 +11,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -46,7 +46,6 @@ class GradingJob:
     integrity: dict[str, Any] | None = None  # settings of the trained-model checks (hw4)
     data_dir: str | None = None  # folder with the MNIST IDX files, on the machine that runs the job
     backend: dict[str, Any] | None = None  # None: the local sandbox; else container settings (kind, engine, image)
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
