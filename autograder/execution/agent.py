@@ -1,17 +1,25 @@
 """The kernel side of the bridge: sent as source into the student's kernel after the notebook ran.
 
 It answers one request per execution (describe / get / call a name of the notebook) with a single
-display message of its own MIME type. Student code can tamper with it; that only garbles the
-student's own answers, which the grader then rejects. It cannot reach the grader's comparison.
+display message of its own MIME type, carrying the request's id. Student code can tamper with it;
+that only garbles the student's own answers, which the grader then rejects. It cannot reach the
+grader's comparison, and nothing it sends is ever executed on the grader's side.
+
+`rebuild_function` below is the only code that turns data into a function; it exists only in this
+text, which runs in the kernel, for functions a test hands to the student's code (outbound.py).
 """
+
+from pathlib import Path
+
+MIME = "application/vnd.autograder.reply+json"
 
 AGENT_TEMPLATE = r'''
 def __autograder_make_agent():
-    import json, traceback
+    import importlib, json, traceback
     from IPython import get_ipython
     from IPython.display import publish_display_data
     {codec}
-    MIME = "application/vnd.autograder.reply+json"
+    MIME = "{mime}"
     namespace = get_ipython().user_ns
     to_tensor = None
     try:
@@ -20,11 +28,31 @@ def __autograder_make_agent():
     except ImportError:
         pass
 
-    def reply(payload):
-        publish_display_data({{MIME: json.dumps(payload, allow_nan=True)}})
+    def rebuild_function(payload):
+        scope = {{name: importlib.import_module(module) for name, module in payload["modules"].items()}}
+        scope.update({{name: decode_request(value) for name, value in payload["captured"].items()}})
+        exec(compile(payload["source"], "<grader function>", "exec"), scope)
+        return scope[payload["name"]]
+
+    def decode_request(data):
+        if isinstance(data, dict) and len(data) == 1:
+            (kind, inner), = data.items()
+            if kind == "__function__":
+                return rebuild_function(inner)
+            if kind in ("__list__", "__tuple__"):
+                items = [decode_request(item) for item in inner]
+                return items if kind == "__list__" else tuple(items)
+            if kind == "__dict__":
+                return {{key: decode_request(value) for key, value in inner.items()}}
+        return decode(data, tensors=to_tensor)
 
     def handle(request_text):
         request = json.loads(request_text)
+
+        def reply(payload):
+            payload["id"] = request["id"]
+            publish_display_data({{MIME: json.dumps(payload, allow_nan=True)}})
+
         name = request["name"]
         if name not in namespace:
             return reply({{"status": "missing"}})
@@ -33,8 +61,7 @@ def __autograder_make_agent():
             if request["op"] == "describe":
                 return reply({{"status": "ok", "callable": callable(target)}})
             if request["op"] == "call":
-                target = target(*decode(request["args"], tensors=to_tensor),
-                                **decode(request["kwargs"], tensors=to_tensor))
+                target = target(*decode_request(request["args"]), **decode_request(request["kwargs"]))
             return reply({{"status": "ok", "value": encode(target)}})
         except NotPlainData as error:
             return reply({{"status": "not_plain", "message": str(error)}})
@@ -48,12 +75,9 @@ def __autograder_make_agent():
 __autograder_handle = __autograder_make_agent()
 del __autograder_make_agent
 '''
-MIME = "application/vnd.autograder.reply+json"
 
 
 def agent_source() -> str:
-    from pathlib import Path
-
     codec = (Path(__file__).with_name("codec.py")).read_text(encoding="utf-8")
     body = "\n    ".join(codec.split("\n"))
-    return AGENT_TEMPLATE.format(codec=body)
+    return AGENT_TEMPLATE.format(codec=body, mime=MIME)

@@ -8,12 +8,13 @@ then compares in the grader's process, with the grader's numpy, which student co
 
 from __future__ import annotations
 
-import builtins
 import json
+import secrets
 from typing import Any
 
 from autograder.execution import codec
 from autograder.execution.agent import MIME, agent_source
+from autograder.execution.outbound import encode_request
 from autograder.execution.session import NotebookSession
 
 
@@ -26,22 +27,34 @@ class StudentCodeError(Exception):
         self.student_traceback = traceback
 
 
+# What a test may catch when the student's code raised it (`except ValueError`). A fixed table: the
+# type named in a reply is looked up here, never in builtins, so a reply cannot pick a class to build.
+_CATCHABLE = (ArithmeticError, AssertionError, AttributeError, FloatingPointError, IndexError, KeyError,
+              LookupError, MemoryError, NameError, NotImplementedError, OverflowError, RecursionError,
+              RuntimeError, TypeError, ValueError, ZeroDivisionError)
+_ERROR_TYPES: dict[str, type[StudentCodeError]] = {
+    base.__name__: type(base.__name__, (StudentCodeError, base), {"__init__": StudentCodeError.__init__})
+    for base in _CATCHABLE
+}
+
+
+def _text(value: Any, limit: int) -> str:
+    return value[:limit] if isinstance(value, str) else ""
+
+
 def _raise_student_error(reply: dict[str, Any], name: str) -> None:
-    """Raise a StudentCodeError that is also the builtin exception type the student raised, so a
-    test may say `except ValueError`."""
-    type_name = str(reply.get("type", "Error"))
-    builtin = getattr(builtins, type_name, None)
-    bases: tuple[type, ...] = (StudentCodeError,)
-    if isinstance(builtin, type) and issubclass(builtin, Exception) and builtin is not Exception:
-        bases = (StudentCodeError, builtin)
-    error_type = type(type_name, bases, {"__init__": StudentCodeError.__init__})
-    message = f"{name} raised {type_name}: {reply.get('message', '')}"
-    raise error_type(message, type_name, str(reply.get("traceback", "")))
+    type_name = _text(reply.get("type"), 100) or "Error"
+    error_type = _ERROR_TYPES.get(type_name, StudentCodeError)
+    message = f"{name} raised {type_name}: {_text(reply.get('message'), 2000)}"
+    raise error_type(message, type_name, _text(reply.get("traceback"), 6000))
 
 
 class Bridge:
     """Requests into a notebook session's kernel; a kernel that a call killed is revived (the good
-    cells replayed) before the next request, so one fatal function costs only its own checks."""
+    cells replayed) before the next request, so one fatal function costs only its own checks.
+
+    Each request carries a fresh id, and exactly one reply with that id, from that execution, is an
+    answer; anything else (none, two, another id, not plain data) is the student's failed call."""
 
     def __init__(self, session: NotebookSession) -> None:
         self.session = session
@@ -63,23 +76,31 @@ class Bridge:
     def _request(self, request: dict[str, Any], name: str) -> dict[str, Any]:
         self._ensure_agent()
         self.calls += 1
-        code = f"__autograder_handle({json.dumps(json.dumps(request, allow_nan=True))})"
-        run = self.session.kernel.execute(code, timeout=self.call_timeout, reply_mime=MIME)
+        request_id = secrets.token_hex(16)
+        text = json.dumps(request | {"id": request_id}, allow_nan=True)
+        run = self.session.kernel.execute(f"__autograder_handle({json.dumps(text)})",
+                                          timeout=self.call_timeout, reply_mime=MIME)
         if run.status == "timeout":
             raise StudentCodeError(f"{name} did not return within {self.call_timeout:g} s", "TimeoutError")
         if run.kernel_lost:
             raise StudentCodeError(f"the kernel died while running {name} ({run.error})", "KernelDied")
+        if run.replies_over_limit:
+            raise StudentCodeError(f"the answer for {name} is larger than the grader accepts "
+                                   f"({codec.MAX_TEXT_BYTES // 1024 // 1024} MB)", "BadAnswer")
         replies = [out["data"][MIME] for out in run.outputs
                    if out.get("output_type") == "display_data" and MIME in out.get("data", {})]
         if not replies:
             detail = f": {run.error}" if run.error else ""
             raise StudentCodeError(f"no answer from the notebook for {name}{detail}", "NoAnswer")
+        if len(replies) > 1:
+            raise StudentCodeError(f"{len(replies)} answers came for {name} where the grader accepts one "
+                                   "(the notebook publishes messages of the grader's own type)", "BadAnswer")
         try:
-            reply = json.loads(replies[-1])
-        except (json.JSONDecodeError, TypeError) as error:
-            raise StudentCodeError(f"unreadable answer for {name}", "BadAnswer") from error
-        if not isinstance(reply, dict):
-            raise StudentCodeError(f"unreadable answer for {name}", "BadAnswer")
+            reply = codec.parse(replies[0])
+        except ValueError as error:
+            raise StudentCodeError(f"unreadable answer for {name}: {error}", "BadAnswer") from None
+        if not isinstance(reply, dict) or reply.get("id") != request_id:
+            raise StudentCodeError(f"the answer for {name} does not belong to the grader's request", "BadAnswer")
         return reply
 
     def _value(self, reply: dict[str, Any], name: str) -> Any:
@@ -87,25 +108,27 @@ class Bridge:
         if status == "missing":
             raise StudentCodeError(f"the notebook does not define `{name}`", "NameError")
         if status == "not_plain":
-            raise StudentCodeError(f"{name} gave {reply.get('message')}", "TypeError")
+            raise StudentCodeError(f"{name} gave {_text(reply.get('message'), 500)}", "TypeError")
         if status == "error":
             _raise_student_error(reply, name)
+        if status != "ok":
+            raise StudentCodeError(f"unreadable answer for {name}", "BadAnswer")
         try:
             return codec.decode(reply.get("value"), tensors=_to_tensor)
-        except (ValueError, TypeError, KeyError) as error:
-            raise StudentCodeError(f"unreadable answer for {name}: {error}", "BadAnswer") from error
+        except ValueError as error:
+            raise StudentCodeError(f"unreadable answer for {name}: {error}", "BadAnswer") from None
 
     def resolve(self, name: str) -> Any:
         """What a test gets for the notebook name `name`: a proxy function or a copied value."""
         reply = self._request({"op": "describe", "name": name}, name)
-        if reply.get("status") == "ok" and reply.get("callable"):
+        if reply.get("status") == "ok" and reply.get("callable") is True:
             return StudentFunction(self, name)
         return self._value(self._request({"op": "get", "name": name}, name), name)
 
     def call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         try:
-            payload = {"op": "call", "name": name, "args": codec.encode(list(args)),
-                       "kwargs": codec.encode(dict(kwargs))}
+            payload = {"op": "call", "name": name, "args": encode_request(list(args)),
+                       "kwargs": encode_request(dict(kwargs))}
         except codec.NotPlainData as error:
             raise TypeError(f"a test passed {error} to {name}: tests pass plain data") from error
         return self._value(self._request(payload, f"{name}()"), f"{name}()")

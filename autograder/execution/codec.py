@@ -1,118 +1,140 @@
 """Plain data across the sandbox wall: JSON, with arrays as base64 .npy (never a pickle).
 
+Plain data is None, bools, ints, floats, strings, lists, tuples and string-keyed dicts of them, and
+arrays (numpy or torch) of numbers or bools. Nothing else has an encoding, and `decode` can build
+nothing else: it has no branch that makes a function, imports a module or calls a name taken from
+the payload. That is what makes it safe on what a student's kernel sends.
+
 This module is self-contained on purpose: its source is also sent into the student's kernel, so
-both sides encode and decode the same way. Decoding is safe on untrusted input: json.loads and
-numpy.load(allow_pickle=False) build only numbers, strings, lists, dicts and plain arrays.
+both sides encode and decode the same way. (Functions written in a test travel grader -> kernel
+only: see outbound.py; the code that rebuilds them exists only inside the kernel.)
 """
 
 import base64
-import inspect
 import io
 import json
-import textwrap
-import types
 
 import numpy as np
 
-MAX_DEPTH = 20
+# Caps on one answer, checked before anything is built from it. The largest honest answer is a
+# trained hw4 model: ~0.5 M float32 weights (~3 MB as base64); 64 MB leaves room for an MLP of
+# ~12 M parameters while bounding what one answer costs the grader (a few times its size).
+MAX_TEXT_BYTES = 64 * 1024 * 1024
+MAX_DEPTH = 20  # nesting of lists/dicts; tests pass flat data, models' state dicts are depth 2
+MAX_ITEMS = 1_000_000  # scalars, strings and containers in one answer (arrays count once)
+ARRAY_KINDS = "biufc"  # bool, int, unsigned, float, complex: no objects, strings or records
 
 
 class NotPlainData(TypeError):
     pass
 
 
+class _Budget:
+    """Counts what one encode or decode builds, so a huge answer fails before it costs memory."""
+
+    def __init__(self) -> None:
+        self.items = 0
+
+    def take(self, count: int = 1) -> None:
+        self.items += count
+        if self.items > MAX_ITEMS:
+            raise NotPlainData(f"more than {MAX_ITEMS} values in one answer")
+
+
 def _array_b64(array):
+    array = np.asarray(array)
+    if array.dtype.kind not in ARRAY_KINDS:
+        raise NotPlainData(f"an array of dtype {array.dtype} (only numbers and bools cross)")
     buffer = io.BytesIO()
-    np.save(buffer, np.asarray(array), allow_pickle=False)
+    np.save(buffer, array, allow_pickle=False)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def encode(value, depth=0):
-    """A JSON-able form of `value`, which must be plain data (or, grader to kernel, a function)."""
+def encode(value, depth=0, budget=None):
+    """A JSON-able form of `value`, which must be plain data."""
+    budget = budget or _Budget()
+    budget.take()
     if depth > MAX_DEPTH:
-        raise NotPlainData("data nested too deeply")
+        raise NotPlainData(f"data nested more than {MAX_DEPTH} levels deep")
     if value is None or type(value) in (bool, int, float, str):
         return value
     if isinstance(value, bool | np.bool_):
         return bool(value)
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, int):
         return int(value)
     if isinstance(value, float):
         return float(value)
     if isinstance(value, str):
         return str(value)
     if isinstance(value, np.ndarray | np.generic):
-        if np.asarray(value).dtype.hasobject:
-            raise NotPlainData("an array of Python objects")
         return {"__ndarray__": _array_b64(value)}
     if type(value).__module__.startswith("torch") and hasattr(value, "detach"):
         return {"__tensor__": _array_b64(value.detach().cpu().numpy())}
     if isinstance(value, list | tuple):
         kind = "__list__" if isinstance(value, list) else "__tuple__"
-        return {kind: [encode(item, depth + 1) for item in value]}
+        return {kind: [encode(item, depth + 1, budget) for item in value]}
     if isinstance(value, dict):
         if not all(isinstance(key, str) for key in value):
             raise NotPlainData("a dict whose keys are not all strings")
-        return {"__dict__": {str(k): encode(v, depth + 1) for k, v in value.items()}}
-    if isinstance(value, types.FunctionType):
-        return {"__function__": _function_payload(value, depth)}
+        return {"__dict__": {str(k): encode(v, depth + 1, budget) for k, v in value.items()}}
     raise NotPlainData(
         f"a {type(value).__module__}.{type(value).__qualname__}: the grader accepts numbers, strings, "
         "numpy arrays, torch tensors, and lists, tuples and dicts of them"
     )
 
 
-def _function_payload(function, depth):
-    """A function written in a test, by source, with the plain data and modules it closes over."""
-    closure = inspect.getclosurevars(function)
-    captured, modules = {}, {}
-    for name, value in {**closure.globals, **closure.nonlocals}.items():
-        if isinstance(value, types.ModuleType):
-            modules[name] = value.__name__
-        else:
-            captured[name] = encode(value, depth + 1)
-    return {"name": function.__name__, "source": textwrap.dedent(inspect.getsource(function)),
-            "captured": captured, "modules": modules}
+def _array(text):
+    if not isinstance(text, str):
+        raise ValueError("an array that is not base64 text")
+    raw = base64.b64decode(text, validate=True)
+    array = np.load(io.BytesIO(raw), allow_pickle=False)
+    if array.dtype.kind not in ARRAY_KINDS:
+        raise ValueError(f"an array of dtype {array.dtype}")
+    return array
 
 
-def decode(data, depth=0, tensors=None):
-    """The value `encode` made. `tensors` turns arrays that were tensors back into tensors."""
+def decode(data, tensors=None, depth=0, budget=None):
+    """The plain value `encode` made, or ValueError. `tensors` turns arrays that were tensors back
+    into tensors (a function of the decoding side's own torch, never one named by the data)."""
+    budget = budget or _Budget()
+    try:
+        budget.take()
+    except NotPlainData as error:
+        raise ValueError(str(error)) from None
     if depth > MAX_DEPTH:
-        raise ValueError("data nested too deeply")
+        raise ValueError(f"data nested more than {MAX_DEPTH} levels deep")
     if data is None or isinstance(data, bool | int | float | str):
         return data
-    if isinstance(data, list):
-        raise ValueError("a bare list: lists are tagged")
     if not isinstance(data, dict) or len(data) != 1:
         raise ValueError("not data made by encode()")
     (kind, inner), = data.items()
     if kind in ("__ndarray__", "__tensor__"):
-        array = np.load(io.BytesIO(base64.b64decode(inner)), allow_pickle=False)
+        array = _array(inner)
         if array.ndim == 0 and kind == "__ndarray__":
-            array = array[()]
+            return array[()]
         return tensors(array) if kind == "__tensor__" and tensors else array
-    if kind in ("__list__", "__tuple__"):
-        items = [decode(item, depth + 1, tensors) for item in inner]
+    if kind in ("__list__", "__tuple__") and isinstance(inner, list):
+        items = [decode(item, tensors, depth + 1, budget) for item in inner]
         return items if kind == "__list__" else tuple(items)
-    if kind == "__dict__":
-        return {str(k): decode(v, depth + 1, tensors) for k, v in inner.items()}
-    if kind == "__function__":
-        return _rebuild_function(inner, tensors)
-    raise ValueError(f"unknown tag {kind!r}")
+    if kind == "__dict__" and isinstance(inner, dict):
+        return {str(k): decode(v, tensors, depth + 1, budget) for k, v in inner.items()}
+    raise ValueError(f"not plain data (tag {str(kind)[:40]!r})")
 
 
-def _rebuild_function(payload, tensors):
-    import importlib
+def parse(text):
+    """JSON text from the other side, within the caps, or ValueError."""
+    if not isinstance(text, str):
+        raise ValueError("an answer that is not text")
+    if len(text) > MAX_TEXT_BYTES:
+        raise ValueError(f"an answer of more than {MAX_TEXT_BYTES // 1024 // 1024} MB")
+    # Each value in JSON costs a comma, a bracket or a brace: count them at C speed before parsing.
+    if text.count(",") + text.count("[") + text.count("{") > 2 * MAX_ITEMS:
+        raise ValueError(f"more than {MAX_ITEMS} values in one answer")
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise ValueError("an answer nested too deeply") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"an answer that is not JSON ({error.msg})") from None
+    return value
 
-    namespace = {name: importlib.import_module(module) for name, module in payload["modules"].items()}
-    namespace.update({name: decode(value, 1, tensors) for name, value in payload["captured"].items()})
-    exec(compile(payload["source"], "<grader function>", "exec"), namespace)  # noqa: S102
-    return namespace[payload["name"]]
-
-
-def dumps(value):
-    return json.dumps(encode(value), allow_nan=True)
-
-
-def loads(text, tensors=None):
-    return decode(json.loads(text), tensors=tensors)

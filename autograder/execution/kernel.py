@@ -17,15 +17,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import nbformat
+import zmq
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import KernelManager
 
+from autograder.execution.codec import MAX_TEXT_BYTES
 from autograder.sandbox.limits import Limits
 
 INTERRUPT_GRACE = 5.0  # seconds a kernel gets to come back after an interrupt
 MAX_GARBLED = 100  # unreadable messages tolerated from one cell before the kernel is stopped
 FLOOD_FACTOR = 64  # a cell printing this many times its output allowance gets its kernel killed
-REPLY_LIMIT = 512 * 1024 * 1024  # bytes of bridge answers per call: a large MLP's weights as base64
+# Bridge answers have an allowance of their own (a model's weights exceed a cell's output limit):
+# one answer at most MAX_TEXT_BYTES; a call that sends more than that in all fails.
+REPLY_LIMIT = MAX_TEXT_BYTES + 64 * 1024
+# No message from the kernel larger than this is even read (zmq drops it and the peer): what one
+# message can cost the grader's memory is bounded before jupyter_client parses it.
+MAX_MESSAGE_BYTES = 2 * MAX_TEXT_BYTES
 
 
 class KernelDied(RuntimeError):
@@ -40,6 +47,7 @@ class CellRun:
     error: str | None = None  # "Ename: message" of the student's exception
     traceback: str | None = None
     truncated: bool = False
+    replies_over_limit: bool = False  # the bridge's answers came to more than REPLY_LIMIT
 
     @property
     def kernel_lost(self) -> bool:
@@ -72,6 +80,7 @@ class SandboxedKernel:
         self.km: _SandboxedKernelManager | None = None
         self.kc = None
         self.starts = 0
+        self._context: zmq.Context | None = None
 
     def start(self, timeout: float = 120.0) -> None:
         ipc = self.sandbox.ipc_dir
@@ -84,7 +93,10 @@ class SandboxedKernel:
             os.chown(km.connection_file, self.sandbox.uid, self.sandbox.uid)
         km.start_kernel(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.km = km
-        self.kc = km.blocking_client()
+        self._context = zmq.Context()
+        self._context.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+        self.kc = km.blocking_class(parent=km, context=self._context)
+        self.kc.load_connection_info(km.get_connection_info())
         self.kc.start_channels()
         try:
             self.kc.wait_for_ready(timeout=timeout)
@@ -132,12 +144,14 @@ class SandboxedKernel:
                 break
             if kind not in ("stream", "display_data", "execute_result", "error"):
                 continue
-            size = len(str(content))
+            size = _size(content)
             if reply_mime and kind == "display_data" and reply_mime in content.get("data", {}):
                 replies += size
                 if replies <= REPLY_LIMIT:
                     run.outputs.append(nbformat.v4.output_from_msg(msg))
-                    continue
+                else:
+                    run.replies_over_limit = True
+                continue
             received += size
             if kind == "error":
                 run.status = "error"
@@ -189,4 +203,14 @@ class SandboxedKernel:
             except Exception:  # noqa: BLE001 - already dead is fine
                 pass
             self.km.cleanup_resources()
-        self.km = self.kc = None
+        if self._context is not None:
+            self._context.destroy(linger=0)
+        self.km = self.kc = self._context = None
+
+
+def _size(content: dict[str, Any]) -> int:
+    """Characters a message carries, counted without copying it (outputs can be megabytes)."""
+    data = content.get("data")
+    texts = [content.get("text"), *(data.values() if isinstance(data, dict) else [data])]
+    found = sum(len(t) if isinstance(t, str) else len(str(t)) for t in texts if t is not None)
+    return found + len(str({k: v for k, v in content.items() if k not in ("text", "data")}))

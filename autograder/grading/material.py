@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import tomllib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from autograder import __version__
 from autograder.course import Assignment, CourseError
@@ -48,10 +50,20 @@ class Material:
     def version(self, limits: dict) -> str:
         """Changes whenever anything that can change a grade changes: then stored grades are stale."""
         digest = hashlib.sha256()
-        digest.update(json.dumps({"grader": __version__, "limits": limits, "settings": self.settings},
-                                 sort_keys=True).encode())
+        digest.update(json.dumps({"grader": __version__, "code": grader_code_digest(), "limits": limits,
+                                  "settings": self.settings}, sort_keys=True).encode())
         for name in sorted(self.tests):
             digest.update(name.encode() + b"\0" + self.tests[name].encode() + b"\0")
         for name in sorted(self.home_files):
             digest.update(name.encode() + b"\0" + self.home_files[name] + b"\0")
         return digest.hexdigest()[:16]
+
+
+@functools.cache
+def grader_code_digest() -> str:
+    """The grading code's own content: a fixed grader never serves grades the broken one stored."""
+    package = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
