@@ -84,13 +84,27 @@ def encode(value, depth=0, budget=None):
 
 
 def _array(text):
+    """An array from base64 .npy, its header checked before any memory is taken for the data."""
     if not isinstance(text, str):
         raise ValueError("an array that is not base64 text")
-    raw = base64.b64decode(text, validate=True)
-    array = np.load(io.BytesIO(raw), allow_pickle=False)
-    if array.dtype.kind not in ARRAY_KINDS:
-        raise ValueError(f"an array of dtype {array.dtype}")
-    return array
+    try:
+        raw = base64.b64decode(text, validate=True)
+        stream = io.BytesIO(raw)
+        version = np.lib.format.read_magic(stream)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+            np.lib.format.read_array_header_2_0
+        shape, fortran_order, dtype = read_header(stream)
+    except (ValueError, TypeError, SyntaxError, OverflowError) as error:
+        raise ValueError(f"an array that is not .npy data ({str(error)[:100]})") from None
+    if dtype.kind not in ARRAY_KINDS or dtype.fields is not None or dtype.subdtype is not None:
+        raise ValueError(f"an array of dtype {str(dtype)[:40]}")
+    count = 1
+    for size in shape:
+        count *= size
+    if count * dtype.itemsize != len(raw) - stream.tell():
+        raise ValueError("an array whose header does not match its data")
+    flat = np.frombuffer(raw, dtype=dtype, count=count, offset=stream.tell()).copy()
+    return flat.reshape(shape, order="F" if fortran_order else "C")
 
 
 def decode(data, tensors=None, depth=0, budget=None):

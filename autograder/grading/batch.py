@@ -20,7 +20,7 @@ from typing import Any
 
 from autograder.course import Assignment, CourseError
 from autograder.grading.job import FAILED, GradingJob, grade_job
-from autograder.grading.material import Material
+from autograder.grading.material import Material, grader_code_digest
 from autograder.intake.collect import Submission, collect
 from autograder.reports.feedback import write_feedback
 from autograder.reports.grades_csv import write_grades_csv
@@ -149,7 +149,14 @@ def publish_leaderboard(assignment: str, material: Material, store: Store, out: 
                         pseudonyms: bool = False) -> Leaderboard:
     """Rank everything the store holds for the assignment; write the leaderboard, and the grade
     sheet (with the bonus column) for `records`, or for every stored submission."""
-    latest = store.latest(assignment)
+    # Only grades this grading code made: a fixed grader never ranks what a broken one stored.
+    stored, current = store.latest(assignment), grader_code_digest()
+    latest = [(record, first) for record, first in stored if record.get("grader_code") == current]
+    stale = sorted(record["submission"] for record, _ in stored if record.get("grader_code") != current)
+    if stale and records is None:
+        raise CourseError(f"{len(stale)} stored grade(s) were made by an older version of the grader "
+                          f"({', '.join(stale[:5])}{' ...' if len(stale) > 5 else ''}): run `autograder grade` "
+                          "on the class again, then the leaderboard")
     board = build_leaderboard(assignment, latest, material.settings, top_k, pseudonyms)
     by_name = {entry.name: entry for entry in board.entries}
     records = records if records is not None else [record for record, _ in latest]

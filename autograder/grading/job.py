@@ -19,6 +19,7 @@ from autograder.checks.runner import QuestionResult, run_questions
 from autograder.checks.testfiles import load_questions
 from autograder.execution.bridge import Bridge, StudentCodeError
 from autograder.execution.session import CellReport, NotebookSession
+from autograder.grading.material import grader_code_digest
 from autograder.intake.notebook import InvalidSubmission, parse_notebook
 from autograder.integrity import mnist, training
 from autograder.integrity.model_export import EXPORTER_SOURCE
@@ -157,6 +158,7 @@ def grade_job(job: GradingJob) -> dict[str, Any]:
     record: dict[str, Any] = {
         "assignment": job.assignment, "submission": job.submission, "filename": job.filename,
         "sha256": hashlib.sha256(job.notebook).hexdigest(), "grader_version": job.grader_version,
+        "grader_code": grader_code_digest(),
         "status": GRADED, "message": None, "questions": [], "cells": [], "restarts": 0,
         "peak_memory_mb": None, "include_hidden": job.include_hidden,
     }

@@ -2,7 +2,8 @@
 
 Students see, per question, which checks failed and why, with the error their own code raised.
 Hidden checks are numbered, not named, and their messages have had compared values removed (see
-checks.runner.student_message): students learn what to fix, not the expected answers.
+checks.runner.student_message): students learn what to fix, not the expected answers. Every string
+from the record enters the Markdown through reports.escape.
 """
 
 from __future__ import annotations
@@ -11,8 +12,7 @@ import html
 from pathlib import Path
 from typing import Any
 
-import mistune
-
+from autograder.reports.escape import code_span, fenced, inline, markdown_to_html, visible
 from autograder.reports.scores import fmt, percent, possible, total
 
 STYLE = """
@@ -23,8 +23,11 @@ code{background:#f3f3f3;padding:0 .2rem}h1{font-size:1.5rem}h2{margin-top:2rem}
 """
 
 
-def case_label(case: dict[str, Any], index: int) -> str:
-    return f"hidden check {index}" if case["hidden"] else f"public check `{case['name']}`"
+def case_label(case: dict[str, Any], index: int, markdown: bool = False) -> str:
+    """How a check is named to students: as plain text (Gradescope's output) or as Markdown."""
+    if case["hidden"]:
+        return f"hidden check {index}"
+    return f"public check {code_span(case['name'])}" if markdown else f"public check `{case['name']}`"
 
 
 def case_lines(question: dict[str, Any]) -> list[str]:
@@ -41,18 +44,18 @@ def case_lines(question: dict[str, Any]) -> list[str]:
 
 
 def feedback_markdown(record: dict[str, Any]) -> str:
-    title = f"# {record['assignment']}: feedback for {record['submission']}"
+    title = f"# {inline(record['assignment'])}: feedback for {inline(record['submission'])}"
     out = [title, ""]
     if record["status"] == "graded":
         out.append(f"**Score: {fmt(total(record))} / {fmt(possible(record))}** "
                    f"({100 * percent(record):.1f} %)")
     else:
-        out += ["**This submission could not be graded.**", "", f"> {record['message']}", "",
+        out += ["**This submission could not be graded.**", "", f"> {inline(record['message'])}", "",
                 f"Score: 0 / {fmt(possible(record))}"]
     out += ["", "| Question | Points | Checks passed |", "|---|---|---|"]
     for question in record["questions"]:
         passed = sum(c["passed"] for c in question["cases"])
-        out.append(f"| {question['name']} | {fmt(question['score'])} / {fmt(question['max_score'])} | "
+        out.append(f"| {inline(question['name'])} | {fmt(question['score'])} / {fmt(question['max_score'])} | "
                    f"{passed} / {len(question['cases'])} |")
     failing = [q for q in record["questions"] if q["score"] < q["max_score"]]
     if failing and record["status"] == "graded":
@@ -60,16 +63,16 @@ def feedback_markdown(record: dict[str, Any]) -> str:
                 "Public checks are the ones `grader.check` runs in your notebook; hidden checks call your "
                 "functions on fresh random inputs and edge cases. Fix the public ones first."]
         for question in failing:
-            out += ["", f"### {question['name']} ({fmt(question['score'])} / {fmt(question['max_score'])})", ""]
+            out += ["", f"### {inline(question['name'])} ({fmt(question['score'])} / {fmt(question['max_score'])})", ""]
             hidden_index = 0
             for case in question["cases"]:
                 hidden_index += case["hidden"]
                 if case["passed"]:
                     continue
-                out.append(f"- {case_label(case, hidden_index)}: {case['message']}")
+                out.append(f"- {case_label(case, hidden_index, markdown=True)}: {inline(case['message'])}")
                 if case.get("student_traceback"):
-                    tail = case["student_traceback"].strip().splitlines()[-12:]
-                    out += ["", "  ```", *("  " + line for line in tail), "  ```"]
+                    tail = str(case["student_traceback"]).strip().splitlines()[-12:]
+                    out += ["", *fenced("\n".join(tail), indent="  ")]
     out += _run_section(record)
     return "\n".join(out) + "\n"
 
@@ -85,14 +88,14 @@ def _run_section(record: dict[str, Any]) -> list[str]:
         summary += f", peak memory {record['peak_memory_mb']:.0f} MB"
     out.append(summary + ".")
     if record.get("restarts"):
-        out.append(f"The kernel was lost and restarted {record['restarts']} time(s): the cells that had worked "
+        out.append(f"The kernel was lost and restarted {int(record['restarts'])} time(s): the cells that had worked "
                    "were run again and grading went on.")
     problems = [c for c in cells if c["status"] != "ok"]
     if problems:
         out += ["", "| Code cell | What happened |", "|---|---|"]
         for cell in problems:
             what = cell["error"] or cell["status"]
-            out.append(f"| {cell['index'] + 1} | {cell['status']}: {what.replace('|', '/')} |")
+            out.append(f"| {cell['index'] + 1} | {inline(cell['status'])}: {inline(what)} |")
     slow = sorted(cells, key=lambda c: c["seconds"], reverse=True)[:3]
     if slow and slow[0]["seconds"] > 1:
         out += ["", "Slowest cells: " + ", ".join(f"cell {c['index'] + 1} ({c['seconds']:.1f} s)" for c in slow)]
@@ -100,8 +103,9 @@ def _run_section(record: dict[str, Any]) -> list[str]:
 
 
 def page(title: str, markdown_text: str) -> str:
-    body = mistune.html(markdown_text)
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+    """`markdown_text` must hold record strings only as reports.escape made them."""
+    body = markdown_to_html(markdown_text)
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(visible(title))}</title>"
             f"<style>{STYLE}</style></head><body>{body}</body></html>\n")
 
 

@@ -4,7 +4,8 @@ Eligible: the grader measured at least the threshold, the weights reproduce unde
 seed, the test split played no part, the model is an MLP, within budget, and the reported accuracy
 is the real one. Ranked by measured accuracy; ties go to fewer parameters, then to the earlier
 submission. Identical trained weights or identical code (up to comments and spacing) under
-different names are flagged for the TA, not ranked apart.
+different names are flagged for the TA, not ranked apart. Names and flags come from records: they
+reach the pages only through reports.escape.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ from __future__ import annotations
 import base64
 import csv
 import hashlib
-import html
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from autograder.integrity.training import EXPLAIN, eligible
+from autograder.reports.escape import csv_cell, inline, plot_label
 from autograder.reports.feedback import page
 
 
@@ -113,29 +114,34 @@ def write_leaderboard(board: Leaderboard, out: Path) -> None:
         writer = csv.writer(handle)
         writer.writerow(["rank", "student", "accuracy", "parameters", "bonus", "eligible", "flags"])
         for e in ordered:
-            writer.writerow([e.rank or "", e.shown_as, "" if e.accuracy is None else f"{e.accuracy:.4f}",
-                             e.parameters or "", e.bonus, "yes" if e.rank else "no", ";".join(e.flags + e.duplicates)])
-    lines = [f"# {board.assignment}: leaderboard", "",
+            row = [e.rank or "", e.shown_as, "" if e.accuracy is None else f"{e.accuracy:.4f}",
+                   e.parameters or "", e.bonus, "yes" if e.rank else "no", ";".join(e.flags + e.duplicates)]
+            writer.writerow([csv_cell(cell) for cell in row])
+    (out / "leaderboard.md").write_text(leaderboard_markdown(board, ordered, "leaderboard.png"), encoding="utf-8")
+    _plot(board, out / "leaderboard.png")
+    embedded = "data:image/png;base64," + base64.b64encode((out / "leaderboard.png").read_bytes()).decode()
+    (out / "leaderboard.html").write_text(page(f"{board.assignment} leaderboard",
+                                               leaderboard_markdown(board, ordered, embedded)), encoding="utf-8")
+
+
+def leaderboard_markdown(board: Leaderboard, ordered: list[Entry], image: str) -> str:
+    """`image`: where the plot is, its file name or a data: URL."""
+    lines = [f"# {inline(board.assignment)}: leaderboard", "",
              f"Eligible: at least {100 * board.threshold:g} % measured by the grader, reproducible under the "
              "student's seed, trained without the test split, an MLP, within the time budget, and reporting "
              "its real accuracy. Ties: fewer parameters, then the earlier submission.", "",
              "| Rank | Student | Accuracy | Parameters | Bonus |", "|---|---|---|---|---|"]
     for e in board.ranked:
-        lines.append(f"| {e.rank} | {e.shown_as} | {100 * (e.accuracy or 0):.2f} % | {e.parameters:,} | "
+        lines.append(f"| {e.rank} | {inline(e.shown_as)} | {100 * (e.accuracy or 0):.2f} % | {e.parameters:,} | "
                      f"{e.bonus:g} |")
     others = [e for e in ordered if e.rank is None]
     if others:
         lines += ["", "## Not ranked", "", "| Student | Accuracy | Why |", "|---|---|---|"]
         for e in others:
             accuracy = "-" if e.accuracy is None else f"{100 * e.accuracy:.2f} %"
-            lines.append(f"| {e.shown_as} | {accuracy} | {html.escape(_why_not(e))} |")
-    lines += ["", "![accuracies](leaderboard.png)"]
-    text = "\n".join(lines) + "\n"
-    (out / "leaderboard.md").write_text(text, encoding="utf-8")
-    _plot(board, out / "leaderboard.png")
-    inline = "data:image/png;base64," + base64.b64encode((out / "leaderboard.png").read_bytes()).decode()
-    body = text.replace("leaderboard.png", inline)
-    (out / "leaderboard.html").write_text(page(f"{board.assignment} leaderboard", body), encoding="utf-8")
+            lines.append(f"| {inline(e.shown_as)} | {accuracy} | {inline(_why_not(e))} |")
+    lines += ["", f"![accuracies]({image})"]
+    return "\n".join(lines) + "\n"
 
 
 def _plot(board: Leaderboard, path: Path) -> None:
@@ -150,14 +156,15 @@ def _plot(board: Leaderboard, path: Path) -> None:
         color = "#2a9d8f" if entry.rank else "#e76f51"
         axes.barh(row, 100 * (entry.accuracy or 0), color=color)
         label = f"#{entry.rank}" if entry.rank else "flagged: " + ", ".join(entry.flags + entry.duplicates)[:40]
-        axes.text(100 * (entry.accuracy or 0) + 0.05, row, label, va="center", fontsize=8)
+        axes.text(100 * (entry.accuracy or 0) + 0.05, row, plot_label(label), va="center", fontsize=8,
+                  parse_math=False)
     axes.axvline(100 * board.threshold, color="black", linestyle="--", linewidth=1)
-    axes.set_yticks(range(len(shown)), [e.shown_as for e in shown], fontsize=8)
+    axes.set_yticks(range(len(shown)), [plot_label(e.shown_as) for e in shown], fontsize=8, parse_math=False)
     axes.invert_yaxis()
     low = min([100 * (e.accuracy or 0) for e in shown] + [100 * board.threshold]) - 1
     axes.set_xlim(max(0, low), 101)
     axes.set_xlabel("test accuracy measured by the grader (%); dashed: the threshold")
-    axes.set_title(f"{board.assignment}: ranked (green) and flagged (red)")
+    axes.set_title(plot_label(f"{board.assignment}: ranked (green) and flagged (red)"), parse_math=False)
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
