@@ -18,6 +18,8 @@ from typing import Any
 
 import nbformat
 import zmq
+import zmq.utils.monitor
+from jupyter_client.blocking import BlockingKernelClient
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import KernelManager
 
@@ -30,9 +32,13 @@ FLOOD_FACTOR = 64  # a cell printing this many times its output allowance gets i
 # Bridge answers have an allowance of their own (a model's weights exceed a cell's output limit):
 # one answer at most MAX_TEXT_BYTES; a call that sends more than that in all fails.
 REPLY_LIMIT = MAX_TEXT_BYTES + 64 * 1024
-# No message from the kernel larger than this is even read (zmq drops it and the peer): what one
-# message can cost the grader's memory is bounded before jupyter_client parses it.
-MAX_MESSAGE_BYTES = 2 * MAX_TEXT_BYTES
+# What the kernel's messages can cost the grader's memory, bounded before jupyter_client parses
+# them: zmq drops (with the connection) a message over the size limit of its channel, and holds at
+# most QUEUED_MESSAGES unread ones per channel. Only iopub carries answers; the others carry
+# execute/kernel_info replies of a few kB. Worst case held: 4 x 65 MB + 3 x 4 x 1 MB.
+MAX_MESSAGE_BYTES = MAX_TEXT_BYTES + 1024 * 1024
+MAX_CONTROL_MESSAGE_BYTES = 1024 * 1024
+QUEUED_MESSAGES = 4
 
 
 class KernelDied(RuntimeError):
@@ -73,6 +79,16 @@ class _SandboxedKernelManager(KernelManager):
         return self._sandbox_wrap(argv)
 
 
+class _BoundedClient(BlockingKernelClient):
+    """A client whose sockets bound what an unread or oversized message can cost (see above)."""
+
+    def _create_connected_socket(self, channel: str, identity: bytes | None = None) -> zmq.Socket:
+        limit = MAX_MESSAGE_BYTES if channel == "iopub" else MAX_CONTROL_MESSAGE_BYTES
+        self.context.setsockopt(zmq.MAXMSGSIZE, limit)
+        self.context.setsockopt(zmq.RCVHWM, QUEUED_MESSAGES)
+        return super()._create_connected_socket(channel, identity)
+
+
 class SandboxedKernel:
     def __init__(self, sandbox: Any, limits: Limits) -> None:
         self.sandbox = sandbox
@@ -81,6 +97,7 @@ class SandboxedKernel:
         self.kc = None
         self.starts = 0
         self._context: zmq.Context | None = None
+        self._monitor: zmq.Socket | None = None
 
     def start(self, timeout: float = 120.0) -> None:
         ipc = self.sandbox.ipc_dir
@@ -94,10 +111,10 @@ class SandboxedKernel:
         km.start_kernel(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.km = km
         self._context = zmq.Context()
-        self._context.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
-        self.kc = km.blocking_class(parent=km, context=self._context)
+        self.kc = _BoundedClient(parent=km, context=self._context)
         self.kc.load_connection_info(km.get_connection_info())
         self.kc.start_channels()
+        self._monitor = self.kc.iopub_channel.socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         try:
             self.kc.wait_for_ready(timeout=timeout)
         except RuntimeError as error:
@@ -126,6 +143,11 @@ class SandboxedKernel:
             try:
                 msg = self.kc.get_iopub_msg(timeout=min(0.5, remaining))
             except queue.Empty:
+                if self._dropped_oversized():
+                    self.kill()
+                    run.status = "flood"
+                    run.error = f"the kernel sent a message of more than {MAX_MESSAGE_BYTES // 2**20} MB: stopped"
+                    break
                 if not self.alive():
                     run.status, run.error = "dead", "the kernel died (killed, crashed or exited)"
                     break
@@ -170,6 +192,14 @@ class SandboxedKernel:
         run.seconds = time.monotonic() - started
         return run
 
+    def _dropped_oversized(self) -> bool:
+        """zmq drops a message over MAX_MESSAGE_BYTES together with its connection: a disconnect
+        of the output channel is the only trace it leaves."""
+        dropped = False
+        while self._monitor is not None and self._monitor.poll(0):
+            dropped |= zmq.utils.monitor.recv_monitor_message(self._monitor)["event"] == zmq.EVENT_DISCONNECTED
+        return dropped
+
     def _stop_runaway(self, run: CellRun, msg_id: str) -> None:
         """Interrupt a cell past its time; kill the kernel if it does not come back."""
         run.status = "timeout"
@@ -203,9 +233,11 @@ class SandboxedKernel:
             except Exception:  # noqa: BLE001 - already dead is fine
                 pass
             self.km.cleanup_resources()
+        if self._monitor is not None:
+            self._monitor.close(linger=0)
         if self._context is not None:
             self._context.destroy(linger=0)
-        self.km = self.kc = self._context = None
+        self.km = self.kc = self._context = self._monitor = None
 
 
 def _size(content: dict[str, Any]) -> int:

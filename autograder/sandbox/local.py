@@ -1,17 +1,42 @@
-"""The local sandbox: bubblewrap namespaces + an unprivileged uid + cgroup limits.
+"""The local sandbox: bubblewrap namespaces + an unprivileged uid of its own + cgroup limits.
 
 What student code sees: the Python environment (read-only), system libraries, a private tmpfs home
 with the student files, the data it is given (read-only) and nothing else; in particular not the
 course folder, hidden tests, the grader's temp files, other submissions or the network. It runs as a
 uid of its own (one per concurrent slot, so per-user limits never mix), in its own pid namespace, so
 nothing it starts outlives it.
+
+Nothing a kernel leaves anywhere outlives it, so nothing reaches the next submission (same slot uid
+or not): its home, /tmp and /dev live in its own mount namespace, SysV IPC and POSIX message queues
+in its own ipc namespace, abstract Unix sockets in its own network namespace, its processes in its
+own pid namespace. It can write nowhere else but the kernel's ipc folder, which the sandbox removes
+(its /dev/shm is a tmpfs of its own, it has no /var, the environment and the data are read-only). Kernel
+keyrings, which no namespace but the user namespace covers, are the prologue's work
+(`autograder.sandbox.prologue`): each kernel has a user namespace and a session keyring of its own.
+
+The order of the walls, from the grader in:
+1. `sh`, as root, moves itself into the sandbox's cgroups (memory, pids) and execs
+2. `bwrap`, as root: new mount, pid, ipc, uts, network and cgroup namespaces, a new session,
+   death with its parent; the sandbox's own mounts first (/proc, /dev, the tmpfs /tmp and home),
+   then the host's on top of them (system folders, the Python environment, the kernel's ipc folder,
+   the student files, the data), so that none of its own ever hides the interpreter, the
+   environment or the data, wherever the checkout is (under /tmp too); then
+3. `setpriv` drops to the slot's uid and gid with no groups and no capabilities, then
+4. the prologue, already unprivileged, forgets the uid's host keys, makes its user namespace
+   (the uid mapped to itself: a user namespace made by root could map the student to host root)
+   and joins a new session keyring, then execs
+5. the kernel.
+bwrap runs as root rather than unprivileged inside the user namespace because it must bind paths
+the slot's uid cannot reach (an interpreter under /root, data in a folder private to the grader).
 """
 
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import uuid
@@ -19,12 +44,15 @@ from pathlib import Path
 
 from autograder.sandbox.cgroups import CgroupSet
 from autograder.sandbox.limits import Limits
+from autograder.sandbox.prologue import with_prologue
 
 SLOTS = 64
 FIRST_UID = 61000
 HOME = "/home/student"
 DATA = "/data"
 SYSTEM_DIRS = ("/usr", "/lib", "/lib64", "/bin", "/sbin", "/etc")
+OWN_MOUNTS = ("/proc", "/dev", "/tmp", HOME, DATA)  # what the sandbox mounts of its own
+NOBODY = 65534
 # Host variables worth keeping: some CPUs need OpenBLAS told their core type to compute correctly.
 PASSTHROUGH_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "LANG", "TZ")
 
@@ -41,6 +69,23 @@ def sandbox_problem() -> str | None:
         return "bubblewrap is not installed: run `autograder setup` (or apt-get install bubblewrap)"
     if not CgroupSet.usable():
         return "no writable cgroup hierarchy with the memory and pids controllers"
+    return _user_namespace_problem()
+
+
+@functools.cache
+def _user_namespace_problem() -> str | None:
+    """Each kernel makes a user namespace as an unprivileged uid: can one here?"""
+    if shutil.which("unshare") is None or shutil.which("setpriv") is None:
+        return "util-linux's setpriv and unshare are needed (apt-get install util-linux)"
+    try:
+        done = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--",
+                               "unshare", "--user", "--map-current-user", "true"],
+                              capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"could not check for user namespaces: {error}"
+    if done.returncode != 0:
+        return ("an unprivileged process cannot make a user namespace here (sysctl "
+                f"user.max_user_namespaces or kernel.unprivileged_userns_clone?): {done.stderr.strip()}")
     return None
 
 
@@ -66,12 +111,19 @@ class _Slot:
 
 
 def python_dirs() -> list[Path]:
-    """What the kernel's interpreter needs: this environment and the interpreter it was made from."""
+    """What the kernel's interpreter needs: this environment and the interpreter it was made from.
+    They are bound over the sandbox's own mounts, so they may be anywhere but above one of those."""
     dirs = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()}
     venv_python = Path(sys.prefix) / "bin" / "python"
     if venv_python.is_symlink():
         dirs.add(venv_python.resolve().parent.parent)
-    return sorted(d for d in dirs if not any(str(d).startswith(s + "/") for s in SYSTEM_DIRS))
+    found = sorted(d for d in dirs if not any(str(d).startswith(s + "/") for s in SYSTEM_DIRS))
+    for python_dir in found:
+        covered = [m for m in OWN_MOUNTS if Path(m) == python_dir or python_dir in Path(m).parents]
+        if covered:
+            raise SandboxUnavailable(f"the Python environment {python_dir} contains {covered[0]}, which "
+                                     "the sandbox mounts of its own: install it in a folder of its own")
+    return found
 
 
 class LocalSandbox:
@@ -89,6 +141,7 @@ class LocalSandbox:
         problem = sandbox_problem()
         if problem:
             raise SandboxUnavailable(problem)
+        python_dirs()  # an environment the sandbox cannot show raises here, before anything starts
         self.slot = _Slot()
         self.base = Path(tempfile.mkdtemp(prefix="autograder-sandbox-"))
         self.ipc = self.base / "ipc"
@@ -138,32 +191,29 @@ class LocalSandbox:
                "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--clearenv"]
         for key, value in self.environment().items():
             cmd += ["--setenv", key, value]
+        # The sandbox's own mounts first: bwrap applies them in order, and whatever of the host's is
+        # bound after them is on top, so no tmpfs of ours ever hides the environment (under /tmp?).
+        # /dev/shm is a tmpfs of its own too: multiprocessing and DataLoader workers need one.
+        cmd += ["--proc", "/proc", "--dev", "/dev", "--size", size, "--perms", "01777", "--tmpfs", "/dev/shm",
+                "--size", size, "--perms", "01777", "--tmpfs", "/tmp",
+                "--perms", "0755", "--dir", "/home",
+                "--size", size, "--perms", "01777", "--tmpfs", HOME]
         for system_dir in SYSTEM_DIRS:
             if Path(system_dir).exists():
                 cmd += ["--ro-bind", system_dir, system_dir]
         for python_dir in python_dirs():
-            for parent in reversed(python_dir.parents[:-1]):
-                cmd += ["--perms", "0755", "--dir", str(parent)]
-            cmd += ["--ro-bind", str(python_dir), str(python_dir)]
-        cmd += ["--proc", "/proc", "--dev", "/dev",
-                "--size", size, "--perms", "01777", "--tmpfs", "/tmp",
-                "--perms", "0755", "--dir", "/home",
-                "--size", size, "--perms", "01777", "--tmpfs", HOME,
-                ]
-        for parent in reversed(self.ipc.parents[:-1]):
-            cmd += ["--perms", "0755", "--dir", str(parent)]
+            cmd += _parents(python_dir) + ["--ro-bind", str(python_dir), str(python_dir)]
         # Same path inside and out: the kernel's sockets are named in its connection file.
-        cmd += ["--bind", str(self.ipc), str(self.ipc)]
+        cmd += _parents(self.ipc) + ["--bind", str(self.ipc), str(self.ipc)]
         for staged in sorted(self.staged.rglob("*")) if self.staged.exists() else []:
             if staged.is_file():
                 cmd += ["--ro-bind", str(staged), f"{HOME}/{staged.relative_to(self.staged)}"]
         for relative, host in sorted((self.data or {}).items()):
             target = Path(DATA) / relative
-            for parent in reversed(target.parents[:-1]):
-                cmd += ["--perms", "0755", "--dir", str(parent)]
-            cmd += ["--ro-bind", str(host), str(target)]
+            cmd += _parents(target) + ["--ro-bind", str(host), str(target)]
         cmd += ["--chdir", HOME, "setpriv", f"--reuid={self.slot.uid}", f"--regid={self.slot.uid}",
-                "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--", *argv]
+                "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--",
+                *with_prologue(argv[0], argv, "require", forget=True)]
         join = "".join(f'echo $$ > "{procs}" && ' for procs in self.cgroups.procs_files())
         return ["/bin/sh", "-c", join + 'exec "$@"', "sandbox", *cmd]
 
@@ -175,3 +225,11 @@ class LocalSandbox:
 
     def peak_memory_mb(self) -> float:
         return self.cgroups.peak_memory_mb()
+
+
+def _parents(path: Path) -> list[str]:
+    """bwrap arguments making the folders above `path` (those that exist already stay as they are)."""
+    cmd: list[str] = []
+    for parent in reversed(path.parents[:-1]):
+        cmd += ["--perms", "0755", "--dir", str(parent)]
+    return cmd

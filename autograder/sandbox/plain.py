@@ -1,7 +1,21 @@
 """No wall at all: the notebook runs as the current user, in a private temporary home.
 
 Only for `autograder validate` on a student's own machine (their own code, no hidden tests), where
-the sandbox's root and bubblewrap requirements would be in the way. Grading never uses it.
+the sandbox's root and bubblewrap requirements would be in the way, and (run as nobody) inside
+Gradescope's container where bubblewrap cannot run (each submission has a container of its own
+there). What is kept apart, by the prologue (`autograder.sandbox.prologue`) each kernel runs first:
+
+- its session keyring is a new one, never the caller's (the grader's, or a login session's);
+- where the system lets an unprivileged process make one (not under Docker's default seccomp
+  profile, nor where user namespaces are switched off), a user namespace of its own, the uid mapped
+  to itself, so its user, user-session and persistent keyrings are new and die with it, and in it a
+  SysV IPC namespace of its own (shared memory, semaphores, message queues, POSIX message queues).
+
+What is not: the file system (the user's /tmp, /var/tmp, /dev/shm and all their files are there,
+writable as that user), the network and abstract Unix sockets, other processes (what the kernel
+starts may outlive it), and keys the uid owns in the host's user namespace (reachable by serial
+number from any user namespace: they are the user's own, or shared by every process of that uid,
+so they are not the prologue's to delete). Nor any memory, process or disk limit.
 """
 
 from __future__ import annotations
@@ -13,6 +27,7 @@ import tempfile
 from pathlib import Path
 
 from autograder.sandbox.limits import Limits
+from autograder.sandbox.prologue import with_prologue
 
 
 class PlainSandbox:
@@ -55,7 +70,10 @@ class PlainSandbox:
         if self.data:
             env["AUTOGRADER_DATA"] = str(self.base / "data")
         settings = [f"{k}={v}" for k, v in env.items()]
-        return ["/bin/sh", "-c", f'cd "{self.home}" && exec "$@"', "sandbox", "env", "-i", *settings, *argv]
+        # A kernel run as root is the host's root in any namespace: only its session keyring is new.
+        user_namespace = "skip" if self.uid == 0 else "try"
+        return ["/bin/sh", "-c", 'cd "$0" && exec "$@"', str(self.home), "env", "-i", *settings,
+                *with_prologue(argv[0], argv, user_namespace, forget=False)]
 
     def kill_all(self) -> None:
         pass  # the kernel manager kills the kernel process itself

@@ -119,6 +119,7 @@ ATTACKS = [
     _returns("returns_record_array", "22", "return np.zeros(2, dtype=[('a', 'f8'), ('b', 'i4')])"),
     _returns("returns_string_array", "22", "return np.array(['0.5'])"),
     _returns("returns_pickle_bytes", "6", "import pickle\nreturn pickle.dumps(1)"),
+    _returns("returns_64_5mb_string", "22", "return 'a' * (129 * 512 * 1024)"),
     _returns("returns_100mb_string", "22", "return 'a' * (100 * 1024 * 1024)"),
     _returns("returns_300mb_string", "22", "return 'a' * (300 * 1024 * 1024)"),
     _returns("returns_deep_nesting", "22", "value = 0\nfor _ in range(100000):\n    value = [value]\nreturn value"),
@@ -263,6 +264,7 @@ def test_failed_calls_say_what_went_wrong(wall: dict[str, Any]) -> None:
 
     assert "answers came" in messages("post_run_cell_extra_reply")
     assert "does not belong to the grader's request" in messages("agent_answers_with_another_id")
-    assert "larger than the grader accepts" in messages("returns_100mb_string")
+    assert "larger than the grader accepts" in messages("returns_64_5mb_string")
+    assert "a message of more than 65 MB" in messages("returns_100mb_string")
     assert "not plain data" in messages("agent_answers_a_function")
     assert "ExceptionGroup" in messages("raises_exception_group")
