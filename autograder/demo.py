@@ -13,7 +13,7 @@ from autograder.authoring.samples import SampleSpec, load_specs
 from autograder.course import Course
 from autograder.grading.batch import BatchOptions, default_executor, grade_batch
 from autograder.grading.material import Material
-from autograder.integrity.synthetic import write_synthetic_mnist
+from autograder.integrity.synthetic import SYNTHETIC_INTEGRITY, SYNTHETIC_LIMITS, write_synthetic_mnist
 from autograder.integrity.training import eligible
 from autograder.reports.scores import fmt, possible, total
 from autograder.store import Store
@@ -53,9 +53,6 @@ def verdict_matches(spec: SampleSpec, record: dict[str, Any]) -> bool:
             and eligible(integrity) == expect["eligible"])
 
 
-SYNTHETIC_LIMITS = {"timeout": 90, "cell_timeout": 90}  # trains in seconds; over_budget sleeps 400 s
-
-
 def run_demo(course: Course, jobs: int = 2, out: Path | None = None, data: Path | None = None) -> int:
     """`data`: the folder holding MNIST/raw/ for hw4; without it, a small generated MNIST-like set
     (the real one trains each hw4 sample twice for up to a minute or more)."""
@@ -63,16 +60,16 @@ def run_demo(course: Course, jobs: int = 2, out: Path | None = None, data: Path 
     out = out or course.root / "demo-output"
     store = Store(out / "results.sqlite")
     if data is None:
-        raw, overrides = out / "synthetic-mnist" / "MNIST" / "raw", SYNTHETIC_LIMITS
+        raw, overrides, integrity = out / "synthetic-mnist" / "MNIST" / "raw", SYNTHETIC_LIMITS, SYNTHETIC_INTEGRITY
         if not (raw / "t10k-labels-idx1-ubyte").is_file():
             write_synthetic_mnist(raw)
         print(f"hw4 runs on a small generated MNIST-like set in {raw} (real MNIST: --data DIR)")
     else:
-        raw, overrides = data / "MNIST" / "raw", {}
+        raw, overrides, integrity = data / "MNIST" / "raw", {}, {}
     mismatches = 0
     pool = default_executor(jobs)  # one pool for all assignments: workers start (and import torch) once
     try:
-        mismatches = _grade_all(course, jobs, out, store, pool, raw, overrides)
+        mismatches = _grade_all(course, jobs, out, store, pool, raw, overrides, integrity)
     finally:
         pool.shutdown()
     print(f"\nReports (final_grades.csv, feedback, summary) in {out}/; "
@@ -81,7 +78,7 @@ def run_demo(course: Course, jobs: int = 2, out: Path | None = None, data: Path 
 
 
 def _grade_all(course: Course, jobs: int, out: Path, store: Store, pool: Executor, raw: Path,
-               overrides: dict[str, Any]) -> int:
+               overrides: dict[str, Any], integrity: dict[str, Any]) -> int:
     mismatches = 0
     for assignment in course.assignments():
         t0 = time.monotonic()
@@ -90,7 +87,7 @@ def _grade_all(course: Course, jobs: int, out: Path, store: Store, pool: Executo
         paths = [assignment.submissions_dir / f"{spec.name}.ipynb" for spec in specs]
         trained = Material.load(assignment).integrity is not None
         options = BatchOptions(jobs=jobs, progress=False, data_dir=raw if trained else None,
-                               overrides=overrides if trained else {})
+                               overrides=overrides if trained else {}, integrity_overrides=integrity)
         outcome = grade_batch(assignment, paths, out / assignment.name, store, options, executor=pool)
         print(f"\n{assignment.name}: built and graded {len(paths)} samples in {time.monotonic() - t0:.1f} s "
               f"({outcome.cached} from the store)")

@@ -19,14 +19,12 @@ from autograder.authoring.samples import Edit, SampleSpec, apply_edits, load_spe
 from autograder.course import Course
 from autograder.grading.batch import BatchOptions, grade_batch, publish_leaderboard
 from autograder.grading.material import Material
-from autograder.integrity.synthetic import write_synthetic_mnist
+from autograder.integrity.synthetic import SYNTHETIC_INTEGRITY, SYNTHETIC_LIMITS, write_synthetic_mnist
 from autograder.integrity.training import eligible
 from autograder.reports.leaderboard import build_leaderboard
 from autograder.store import Store
 
 HW = "hw4_mnist"
-# Generous for loaded machines: the synthetic set trains in seconds; over_budget sleeps 400 s.
-OVERRIDES = {"timeout": 150, "cell_timeout": 150, "threads": 1}
 EXTRA = {  # more ways to break reproducibility than samples.toml's, each one real notebook
     "time_seed": ("SEED = 2024", "SEED = int(time.time() * 1000) % 100000"),
     "unseeded_shuffle": ("    perm = torch.randperm(n_train, generator=g)",
@@ -59,7 +57,8 @@ def graded(built_course: Course, synthetic: Path, engine_pool: Any,
     nbformat.write(other_seed, str(folder / "honest_other_seed.ipynb"))
     out = folder.parent / "out"
     store = Store(folder.parent / "results.sqlite")
-    options = BatchOptions(overrides=OVERRIDES, jobs=2, progress=False, data_dir=synthetic)
+    options = BatchOptions(overrides=SYNTHETIC_LIMITS, integrity_overrides=SYNTHETIC_INTEGRITY, jobs=2,
+                           progress=False, data_dir=synthetic)
     outcome = grade_batch(assignment, [folder], out, store, options, executor=engine_pool)
     records = {Path(r["submission"]).stem: r for r in outcome.records}
     return {"records": records, "out": out, "store": store, "assignment": assignment}
@@ -87,10 +86,12 @@ def test_blank_stub_gets_nothing(graded: dict) -> None:
 
 
 def test_accuracy_is_measured_by_the_grader_not_taken_from_the_notebook(graded: dict) -> None:
+    """What a notebook reports is checked against its model on the stand-in test files it saw; the
+    accuracy that counts is the grader's, on the real test split."""
     honest, liar = graded["records"]["reference"], graded["records"]["reports_wrong_accuracy"]
-    assert honest["integrity"]["reported_accuracy"] == pytest.approx(honest["integrity"]["measured_accuracy"],
+    assert honest["integrity"]["reported_accuracy"] == pytest.approx(honest["integrity"]["standin_accuracy"],
                                                                      abs=1e-9)
-    assert liar["integrity"]["reported_accuracy"] == round(liar["integrity"]["measured_accuracy"] + 0.01, 4)
+    assert liar["integrity"]["reported_accuracy"] == round(liar["integrity"]["standin_accuracy"] + 0.01, 4)
     assert liar["integrity"]["measured_accuracy"] == honest["integrity"]["measured_accuracy"]
     assert honest["integrity"]["runs"] == 2  # reproducible and test-clean: one extra run, not two
 
@@ -104,7 +105,7 @@ def test_unreproducible_seeding_is_caught(graded: dict, name: str) -> None:
 def test_training_on_the_test_split_is_told_apart_from_bad_seeding(graded: dict) -> None:
     integrity = graded["records"]["trains_on_test"]["integrity"]
     assert integrity["reproducible"] is True and integrity["test_split_used"] is True
-    assert integrity["rerun_weights_sha256"] == integrity["weights_sha256"] != integrity["decoy_weights_sha256"]
+    assert integrity["third_weights_sha256"] == integrity["weights_sha256"] != integrity["second_weights_sha256"]
 
 
 def test_leaderboard_ranks_the_eligible_and_pays_the_top_three(graded: dict) -> None:
@@ -155,7 +156,7 @@ def test_tie_break_is_fewer_parameters_then_earlier_submission() -> None:
 
 def test_thread_count_changes_the_weights(built_course: Course, synthetic: Path, tmp_path: Path) -> None:
     """Why the grader pins threads: the same seeded notebook, 1 thread against 2, other weights."""
-    from autograder.grading.job import GradingJob, _data_views, _export, _run
+    from autograder.grading.job import GradingJob, _data_views, _export, _run, _standin
     from autograder.intake.notebook import parse_notebook
     from autograder.sandbox.limits import Limits
 
@@ -166,8 +167,9 @@ def test_thread_count_changes_the_weights(built_course: Course, synthetic: Path,
     code = parse_notebook(path.name, path.read_bytes()).code_cells
     hashes = []
     for threads in (1, 2):
-        limits = Limits(**(material.settings["limits"] | OVERRIDES | {"threads": threads}))
+        limits = Limits(**(material.settings["limits"] | SYNTHETIC_LIMITS | {"threads": threads}))
         job = GradingJob(HW, path.name, path.name, path.read_bytes(), {}, material.home_files, limits.to_dict(), "x",
                          integrity=material.integrity, data_dir=str(synthetic))
-        hashes.append(_run(job, limits, code, _data_views(synthetic, None), _export(material.integrity)).value.weights)
+        views = _data_views(synthetic, _standin(synthetic, tmp_path, "a secret", 1))
+        hashes.append(_run(job, limits, code, views, _export(material.integrity)).value.weights)
     assert None not in hashes and hashes[0] != hashes[1]

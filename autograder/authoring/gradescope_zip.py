@@ -24,6 +24,7 @@ privileges the container does not have).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -241,6 +242,9 @@ def run(source: Path, submission: Path, results: Path) -> int:
     if material.integrity:
         raw = Path(os.environ.get("AUTOGRADER_DATA", source / "data")) / "MNIST" / "raw"
         data_dir = str(raw) if raw.is_dir() else None
+        if data_dir is not None and os.geteuid() == 0:
+            with contextlib.suppress(OSError):  # a read-only mount: then its own permissions hold
+                os.chmod(raw, 0o700)  # the real test split: the kernel (nobody) sees only stand-ins
         if data_dir is None and error is None:
             error = f"the grader has no MNIST files in {raw}: tell the course staff"
     limits = Limits(**settings.get("limits", {})).to_dict()

@@ -13,8 +13,9 @@ import os
 import re
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,13 @@ from autograder.intake.collect import Submission, collect
 from autograder.reports.feedback import write_feedback
 from autograder.reports.grades_csv import write_grades_csv
 from autograder.reports.gradescope import write_gradescope
-from autograder.reports.leaderboard import Leaderboard, build_leaderboard, gradescope_entries, write_leaderboard
+from autograder.reports.leaderboard import (
+    Leaderboard,
+    build_leaderboard,
+    gradescope_entries,
+    read_review,
+    write_leaderboard,
+)
 from autograder.reports.summary import write_summary
 from autograder.sandbox.limits import Limits
 from autograder.store import Store
@@ -41,6 +48,7 @@ class BatchOptions:
     progress: bool = True
     data_dir: Path | None = None  # MNIST raw folder, for assignments with trained-model checks
     backend: dict[str, Any] | None = None  # None: the local sandbox; else container settings (engine, image)
+    integrity_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. a smaller budget for small data
 
     def limits_for(self, material: Material) -> Limits:
         if self.limits is not None:
@@ -66,11 +74,12 @@ def file_stem(label: str) -> str:
     return stem[:100]
 
 
-def _job(material: Material, submission: Submission, limits: dict, version: str, options: BatchOptions) -> GradingJob:
+def _job(material: Material, submission: Submission, limits: dict, version: str, options: BatchOptions,
+         secret: str | None) -> GradingJob:
     return GradingJob(material.assignment, submission.name, submission.filename, submission.data, material.tests,
                       material.home_files, limits, version, options.include_hidden, submission.error,
                       integrity=material.integrity, data_dir=str(options.data_dir) if options.data_dir else None,
-                      backend=options.backend)
+                      backend=options.backend, secret=secret)
 
 
 def _failed_record(job: GradingJob, error: BaseException) -> dict[str, Any]:
@@ -94,6 +103,9 @@ def grade_batch(assignment: Assignment, paths: list[Path], out: Path, store: Sto
     material = Material.load(assignment)
     if material.integrity and options.data_dir is None:
         raise CourseError(f"{assignment.name} checks trained models on MNIST: give the data folder (--data)")
+    if options.integrity_overrides and material.integrity:
+        integrity = material.settings["integrity"] | options.integrity_overrides
+        material = replace(material, settings=material.settings | {"integrity": integrity})
     limits = options.limits_for(material).to_dict()
     version = material.version(limits)
     submissions = collect(paths)
@@ -107,7 +119,8 @@ def grade_batch(assignment: Assignment, paths: list[Path], out: Path, store: Sto
             by_name[submission.name] = cached | {"submission": submission.name, "filename": submission.filename}
             outcome.cached += 1
         else:
-            pending.append(_job(material, submission, limits, version, options))
+            secret = store.secret(assignment.name, submission.sha256) if material.integrity else None
+            pending.append(_job(material, submission, limits, version, options, secret))
     if pending:
         own_pool = executor is None
         pool = executor or default_executor(min(options.jobs, len(pending)))
@@ -146,9 +159,11 @@ def _progress(iterable: Any, total: int, name: str, enabled: bool) -> Any:
 
 def publish_leaderboard(assignment: str, material: Material, store: Store, out: Path,
                         records: list[dict[str, Any]] | None = None, top_k: int | None = None,
-                        pseudonyms: bool = False) -> Leaderboard:
+                        pseudonyms: bool = False, accept: Sequence[str] = (),
+                        reject: Sequence[str] = ()) -> Leaderboard:
     """Rank everything the store holds for the assignment; write the leaderboard, and the grade
-    sheet (with the bonus column) for `records`, or for every stored submission."""
+    sheet (with the bonus column) for `records`, or for every stored submission. `accept`/`reject`:
+    the TA's decisions on possible copies, added to those in OUT/review.json."""
     # Only grades this grading code made: a fixed grader never ranks what a broken one stored.
     stored, current = store.latest(assignment), grader_code_digest()
     latest = [(record, first) for record, first in stored if record.get("grader_code") == current]
@@ -157,7 +172,9 @@ def publish_leaderboard(assignment: str, material: Material, store: Store, out: 
         raise CourseError(f"{len(stale)} stored grade(s) were made by an older version of the grader "
                           f"({', '.join(stale[:5])}{' ...' if len(stale) > 5 else ''}): run `autograder grade` "
                           "on the class again, then the leaderboard")
-    board = build_leaderboard(assignment, latest, material.settings, top_k, pseudonyms)
+    board = build_leaderboard(assignment, latest, material.settings, top_k, pseudonyms,
+                              stub=material.home_files.get(f"{assignment}.ipynb"), review=read_review(out),
+                              accept=accept, reject=reject)
     by_name = {entry.name: entry for entry in board.entries}
     records = records if records is not None else [record for record, _ in latest]
     bonus = {r["submission"]: by_name[r["submission"]].bonus for r in records if r["submission"] in by_name}

@@ -7,6 +7,8 @@ Assignments with a trained model (hw4) add the integrity runs: see integrity.tra
 from __future__ import annotations
 
 import hashlib
+import secrets
+import shutil
 import tempfile
 import time
 import traceback
@@ -47,6 +49,7 @@ class GradingJob:
     integrity: dict[str, Any] | None = None  # settings of the trained-model checks (hw4)
     data_dir: str | None = None  # folder with the MNIST IDX files, on the machine that runs the job
     backend: dict[str, Any] | None = None  # None: the local sandbox; else container settings (kind, engine, image)
+    secret: str | None = None  # the grader's secret choosing hw4's stand-in test splits (kept in the store)
 
 
 @dataclass
@@ -97,7 +100,7 @@ def _graded_run(job: GradingJob, questions: list) -> Callable[[NotebookSession],
 def _export(settings: dict[str, Any]) -> Callable[[NotebookSession], training.RunExport]:
     """Take the trained model and the declared names out of the kernel, as plain data."""
     def work(session: NotebookSession) -> training.RunExport:
-        run = training.RunExport(over_budget=any(c.status in ("timeout", "skipped") for c in session.reports),
+        run = training.RunExport(cells=[c.status for c in session.reports],
                                  seconds=sum(c.seconds for c in session.reports))
         if not session.revive():
             run.error = "the notebook's kernel could not be kept running"
@@ -117,39 +120,47 @@ def _export(settings: dict[str, Any]) -> Callable[[NotebookSession], training.Ru
             run.export = bridge.call("__autograder_export_model", (names.get("model", "model"),), {})
         except StudentCodeError as error:
             run.error = str(error)
+        run.cpu_seconds = session.sandbox.cpu_seconds()  # after the grader's last request
         return run
     return work
 
 
-def _data_views(raw: Path, decoy: Path | None) -> dict[str, Path]:
-    """What the sandbox sees under /data: the training split, and the real or the decoy test split."""
-    test = decoy or raw
+def _data_views(raw: Path, standin: Path) -> dict[str, Path]:
+    """What the sandbox sees under /data: the training split, and a stand-in for the test split
+    (the real one never enters the sandbox)."""
     return {
         f"MNIST/raw/{mnist.TRAIN_IMAGES}": raw / mnist.TRAIN_IMAGES,
         f"MNIST/raw/{mnist.TRAIN_LABELS}": raw / mnist.TRAIN_LABELS,
-        f"MNIST/raw/{mnist.TEST_IMAGES}": test / mnist.TEST_IMAGES,
-        f"MNIST/raw/{mnist.TEST_LABELS}": test / mnist.TEST_LABELS,
+        f"MNIST/raw/{mnist.TEST_IMAGES}": standin / mnist.TEST_IMAGES,
+        f"MNIST/raw/{mnist.TEST_LABELS}": standin / mnist.TEST_LABELS,
     }
 
 
-def _integrity(job: GradingJob, limits: Limits, code: list[str], first: training.RunExport) -> dict[str, Any]:
+def _standin(raw: Path, folder: Path, secret: str, run: int) -> Path:
+    """The stand-in test split of run `run` (runs 1 and 3 share one), written once per job."""
+    target = folder / f"standin{1 if run == 3 else run}"
+    if not target.is_dir():
+        mnist.write_standin_test(raw, target, secret, 1 if run == 3 else run)
+    return target
+
+
+def _integrity(job: GradingJob, limits: Limits, code: list[str], first: training.RunExport,
+               standins: Path, secret: str) -> dict[str, Any]:
     settings = job.integrity or {}
     raw = Path(job.data_dir or "")
-    seed = int(hashlib.sha256(job.notebook).hexdigest()[:8], 16)
-    result = training.measure(first, raw, settings, seed)
-    if result["flags"] and set(result["flags"]) & {training.NO_MODEL, training.NOT_MLP, training.OVER_BUDGET}:
+    noise_seed = int(hashlib.sha256(f"{secret}:noise".encode()).hexdigest()[:8], 16)
+    result = training.measure(first, raw, _standin(raw, standins, secret, 1), settings, noise_seed)
+    if set(result["flags"]) & {training.NO_MODEL, training.NOT_MLP, training.OVER_BUDGET, training.INCONCLUSIVE}:
         result["reproducible"] = None
         return result
-    with tempfile.TemporaryDirectory(prefix="autograder-decoy-") as tmp:
-        mnist.write_decoy_test(raw, Path(tmp), seed)
-        decoy = _run(job, limits, code, _data_views(raw, Path(tmp)), _export(settings)).value
-    again = None
-    if decoy.weights != first.weights:
-        again = _run(job, limits, code, _data_views(raw, None), _export(settings)).value
-    comparison = training.compare_runs(first, decoy, again)
+    second = _run(job, limits, code, _data_views(raw, _standin(raw, standins, secret, 2)), _export(settings)).value
+    third = None
+    if second.weights != first.weights and not second.stopped_by_clock:
+        third = _run(job, limits, code, _data_views(raw, _standin(raw, standins, secret, 3)), _export(settings)).value
+    comparison = training.compare_runs(first, second, third)
     result["flags"] = result["flags"] + comparison.pop("flags", [])
     result.update(comparison)
-    result["runs"] = 2 if again is None else 3
+    result["runs"] = 2 if third is None else 3
     return result
 
 
@@ -179,15 +190,20 @@ def grade_job(job: GradingJob) -> dict[str, Any]:
         return record
     record["code_sha256"] = parsed.code_fingerprint
     limits = Limits(**job.limits)
+    # The stand-ins' secret: the store's, so that a regrade is identical; else one of this job's own.
+    secret = job.secret or secrets.token_hex(16)
+    standins = Path(tempfile.mkdtemp(prefix="autograder-standin-"))
     try:
-        data = _data_views(Path(job.data_dir), None) if job.integrity and job.data_dir else None
+        data = None
+        if job.integrity and job.data_dir:
+            data = _data_views(Path(job.data_dir), _standin(Path(job.data_dir), standins, secret, 1))
         first = _run(job, limits, parsed.code_cells, data, _graded_run(job, questions))
         record["cells"] = [c.to_dict() for c in first.cells]
         record["restarts"], record["peak_memory_mb"] = first.restarts, first.peak_memory_mb
         results, first_export = first.value
         record["questions"] = [r.to_dict() for r in results]
         if first_export is not None:
-            integrity = _integrity(job, limits, parsed.code_cells, first_export)
+            integrity = _integrity(job, limits, parsed.code_cells, first_export, standins, secret)
             record["integrity"] = integrity
             record["questions"] += training.integrity_questions(integrity, job.integrity)
     except Exception as error:  # noqa: BLE001 - a job must always come back with a record
@@ -196,5 +212,7 @@ def grade_job(job: GradingJob) -> dict[str, Any]:
         record["traceback"] = traceback.format_exc()[-4000:]
         results = run_questions(questions, None, job.include_hidden, unavailable=record["message"])
         record["questions"] = [r.to_dict() for r in results]
+    finally:
+        shutil.rmtree(standins, ignore_errors=True)
     record["seconds"] = round(time.monotonic() - started, 3)
     return record

@@ -1,7 +1,8 @@
-"""MNIST files on the grader's side: reading IDX, writing the decoy test split, evaluating a model."""
+"""MNIST files on the grader's side: reading IDX, writing the stand-in test split, evaluating a model."""
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from pathlib import Path
 
@@ -26,16 +27,27 @@ def write_idx(path: Path, array: np.ndarray) -> None:
     path.write_bytes(header + data.tobytes())
 
 
-def write_decoy_test(raw: Path, target: Path, seed: int) -> None:
-    """The test split with its images in another order and its labels shuffled apart from them:
-    same files, same statistics, useless to learn from. A model trained without the test split
-    ends up bit-identical on it; one that touched it does not."""
-    rng = np.random.default_rng(seed)
-    images = read_idx(raw / TEST_IMAGES)
-    labels = read_idx(raw / TEST_LABELS)
+def idx_shape(path: Path) -> tuple[int, ...]:
+    """The shape an IDX file declares, from its header alone."""
+    with path.open("rb") as handle:
+        header = handle.read(4)
+        ndim = header[3]
+        return struct.unpack(f">{ndim}I", handle.read(4 * ndim))
+
+
+def write_standin_test(raw: Path, target: Path, secret: str, run: int) -> None:
+    """What a grading run shows the notebook as its test split: as many training images as the real
+    test split has, with their labels, in the real files' format, chosen by the grader's secret
+    and the run. Nothing in it is information about the real test split (which never enters the
+    sandbox); a notebook that learns from it changes its weights from one run to the next."""
+    images, labels = read_idx(raw / TRAIN_IMAGES), read_idx(raw / TRAIN_LABELS)
+    count = idx_shape(raw / TEST_IMAGES)[0]
+    key = hashlib.sha256(f"{secret}:standin:{run}".encode()).digest()
+    rng = np.random.default_rng(int.from_bytes(key[:16], "big"))
+    chosen = rng.choice(len(images), size=count, replace=count > len(images))
     target.mkdir(parents=True, exist_ok=True)
-    write_idx(target / TEST_IMAGES, images[rng.permutation(len(images))])
-    write_idx(target / TEST_LABELS, labels[rng.permutation(len(labels))])
+    write_idx(target / TEST_IMAGES, images[chosen])
+    write_idx(target / TEST_LABELS, labels[chosen])
 
 
 def normalised(images: np.ndarray, mean: float, std: float) -> np.ndarray:

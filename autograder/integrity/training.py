@@ -1,15 +1,23 @@
 """What the grader concludes about a trained model from up to three runs of the same notebook.
 
-Run 1 sees the real data; run 2 sees a decoy test split (same images in another order, labels
-shuffled). Under a fixed seed and pinned threads an honest notebook trains bit-identical weights in
-both: reproducible, and the test split played no part. If the weights differ, run 3 (real data
-again) tells which it was: identical to run 1 means training depended on the test split; different
-means training does not reproduce under the student's seed. One extra run for honest students, two
-for flagged ones.
+The real test split never enters the sandbox. Every run shows the notebook a stand-in test split
+(training images in the test files' place, chosen by a secret of the grader's: mnist.write_standin_test),
+a different one in runs 1 and 2. The grader measures run 1's model itself, on the real test split.
+Under a fixed seed and pinned threads an honest notebook trains bit-identical weights in both runs:
+reproducible, and its test files played no part. If the weights differ, run 3 (run 1's stand-in
+again) tells which: identical to run 1 means training depended on the test files; different means
+training does not reproduce under the student's seed. Only complete runs are compared: a run that a
+clock limit stopped, or that ran differently (another cell failed), makes the verdict inconclusive,
+never "uses test data".
+
+The budget counts the kernel's CPU time (its cgroup, threads and children included, from its
+start to the grader's last request), so machine load changes no verdict; where no cgroup tells it
+(containers, Gradescope) the notebook's cells' wall-clock time is used instead.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,18 +34,22 @@ from autograder.integrity.model_export import (
 
 BELOW, NOT_REPRODUCIBLE, USES_TEST = "below_threshold", "not_reproducible", "uses_test_data"
 MISMATCH, NOT_MLP, OVER_BUDGET = "reported_accuracy_mismatch", "not_an_mlp", "over_budget"
-NO_MODEL, LOOKUP = "no_model", "lookup_suspected"
+NO_MODEL, LOOKUP, INCONCLUSIVE = "no_model", "lookup_suspected", "inconclusive"
 EXPLAIN = {
     BELOW: "the accuracy the grader measured is below the threshold",
     NOT_REPRODUCIBLE: "training under your seed did not give the same weights twice (seed every source of "
                       "randomness: torch, numpy, random, the shuffling generator; no time-based seeds)",
-    USES_TEST: "the trained weights changed when the test split changed: training or tuning used the test split",
-    MISMATCH: "the accuracy your notebook reports differs from the one the grader measured",
+    USES_TEST: "the trained weights changed when the test files changed: training or tuning used the test split",
+    MISMATCH: "the accuracy your notebook reports differs from the one its model has on the test files it saw",
     NOT_MLP: "the model is not an MLP built from the allowed layers",
-    OVER_BUDGET: "the notebook did not finish within the time budget",
+    OVER_BUDGET: "the notebook used more than its CPU time budget",
     NO_MODEL: "the grader could not get a trained model out of the notebook",
     LOOKUP: "accuracy collapses on lightly perturbed test images (a lookup table, not a model?)",
+    INCONCLUSIVE: "inconclusive (a grading run was stopped by a clock limit or ran differently; the machine's "
+                  "fault, not necessarily yours): the course staff will grade it again",
 }
+CLOCK_STOPS = ("timeout", "skipped")  # cell outcomes that depend on the machine's speed, not the notebook
+MAX_TEXT = 200  # characters of a non-number the notebook reported that a record keeps
 
 
 @dataclass
@@ -47,22 +59,50 @@ class RunExport:
     export: dict[str, Any] | None = None  # {"graph": [...], "state": {name: array}}
     names: dict[str, Any] = field(default_factory=dict)  # SEED, MEAN, STD, reported_accuracy
     error: str | None = None
-    over_budget: bool = False  # a cell was stopped, or the notebook ran out of time
-    seconds: float = 0.0  # how long the notebook's cells ran
+    cells: list[str] = field(default_factory=list)  # each code cell's outcome: ok, error, timeout, ...
+    seconds: float = 0.0  # how long the notebook's cells ran (wall clock)
+    cpu_seconds: float | None = None  # the kernel's CPU time up to the grader's last request
 
     @property
     def weights(self) -> str | None:
         return weights_hash(self.export.get("state")) if isinstance(self.export, dict) and self.export else None
 
+    @property
+    def stopped_by_clock(self) -> bool:
+        return any(status in CLOCK_STOPS for status in self.cells)
 
-def measure(run: RunExport, raw: Path, settings: dict[str, Any], seed: int) -> dict[str, Any]:
-    """Rebuild run 1's model here and measure it on the real test split."""
-    result: dict[str, Any] = {"flags": [], "reported_accuracy": run.names.get("reported_accuracy"),
+
+def over_budget(run: RunExport, settings: dict[str, Any]) -> tuple[bool, str]:
+    """Whether run 1 used more than its budget, and by which clock that was decided."""
+    if run.cpu_seconds is not None:
+        return run.cpu_seconds > settings["budget_cpu_seconds"], "cpu"
+    return run.seconds > settings["budget_seconds"] or run.stopped_by_clock, "wall"
+
+
+def _reported(value: Any) -> Any:
+    """What the record keeps of the reported accuracy: a number, or a short text of anything else."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None if value is None else str(value)[:MAX_TEXT]
+    return float(value)
+
+
+def measure(run: RunExport, raw: Path, standin: Path, settings: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Run 1's model rebuilt here and measured: on the real test split, on a perturbed copy, and on
+    the stand-in the notebook saw (what it should have reported)."""
+    result: dict[str, Any] = {"flags": [], "reported_accuracy": _reported(run.names.get("reported_accuracy")),
                               "notebook_seconds": round(run.seconds, 2)}
-    if run.over_budget or run.seconds > settings["budget_seconds"]:
+    if run.cpu_seconds is not None:
+        result["cpu_seconds"] = round(run.cpu_seconds, 2)
+    over, clock = over_budget(run, settings)
+    result["budget_clock"] = clock
+    if over:
         result["flags"].append(OVER_BUDGET)
+    elif run.stopped_by_clock:
+        result["flags"].append(INCONCLUSIVE)
+        result["inconclusive"] = "run 1 was stopped by a clock limit before it used its CPU budget"
     if run.export is None:
-        result["flags"].append(NO_MODEL)
+        if INCONCLUSIVE not in result["flags"]:
+            result["flags"].append(NO_MODEL)
         result["error"] = run.error
         return result
     export = run.export if isinstance(run.export, dict) else {}  # the student's kernel wrote it: any data
@@ -71,11 +111,13 @@ def measure(run: RunExport, raw: Path, settings: dict[str, Any], seed: int) -> d
     result["weights_sha256"] = run.weights
     # The grader's own files: an error reading them is the grader's, and its message (paths) stays here.
     images, labels = mnist.read_idx(raw / mnist.TEST_IMAGES), mnist.read_idx(raw / mnist.TEST_LABELS)
+    seen_images, seen_labels = mnist.read_idx(standin / mnist.TEST_IMAGES), mnist.read_idx(standin / mnist.TEST_LABELS)
     try:
         model = GraphModel(run.export)
         mean, std = _normalisation(run.names)
         measured = mnist.accuracy(model, images, labels, mean, std)
         noisy = mnist.accuracy(model, mnist.perturbed(images, seed), labels, mean, std)
+        seen = mnist.accuracy(model, seen_images, seen_labels, mean, std)
     except ModelFailed as error:  # an allowed graph that does not run: its message names only its own parts
         result["flags"].append(NO_MODEL)
         result["error"] = f"the model could not be evaluated: {error}"
@@ -88,42 +130,61 @@ def measure(run: RunExport, raw: Path, settings: dict[str, Any], seed: int) -> d
         result["flags"].append(NO_MODEL)
         result["error"] = f"the model could not be evaluated ({type(error).__name__})"
         return result
-    result["measured_accuracy"], result["noisy_accuracy"] = measured, noisy
+    result["measured_accuracy"], result["noisy_accuracy"], result["standin_accuracy"] = measured, noisy, seen
     if measured < settings["threshold"]:
         result["flags"].append(BELOW)
     if measured - noisy > settings["max_noise_drop"]:
         result["flags"].append(LOOKUP)
     reported = result["reported_accuracy"]
-    unfinished = OVER_BUDGET in result["flags"]  # a notebook stopped early may not have reported yet
-    off = not isinstance(reported, int | float) or abs(float(reported) - measured) > settings["report_tolerance"]
-    if off and not unfinished:
+    off = not isinstance(reported, float) or not math.isfinite(reported) or \
+        abs(reported - seen) > settings["report_tolerance"]
+    if off and not run.stopped_by_clock:  # a notebook stopped early may not have reported yet
         result["flags"].append(MISMATCH)
     return result
 
 
 def _normalisation(names: dict[str, Any]) -> tuple[float, float]:
     try:
-        return float(names["MEAN"]), float(names["STD"])
+        mean, std = float(names["MEAN"]), float(names["STD"])
     except (KeyError, TypeError, ValueError, RuntimeError):  # RuntimeError: a tensor of many values
         raise ModelFailed("MEAN and STD must be numbers") from None
+    if not (math.isfinite(mean) and math.isfinite(std)) or std == 0:
+        raise ModelFailed("MEAN and STD must be finite numbers, STD not 0")
+    return mean, std
 
 
-def compare_runs(first: RunExport, decoy: RunExport, again: RunExport | None) -> dict[str, Any]:
-    result: dict[str, Any] = {"decoy_weights_sha256": decoy.weights}
-    if decoy.weights is not None and decoy.weights == first.weights:
+def _differently(first: RunExport, other: RunExport) -> str | None:
+    """Why two runs cannot be compared, or None when both are complete and ran alike."""
+    if other.stopped_by_clock:
+        return "a later run was stopped by a clock limit"
+    if other.cells != first.cells:
+        changed = [i for i, (a, b) in enumerate(zip(first.cells, other.cells, strict=False)) if a != b]
+        where = f" (cell {changed[0] + 1}: {first.cells[changed[0]]}, then {other.cells[changed[0]]})" \
+            if changed else ""
+        return f"a later run ran differently{where}"
+    if other.weights is None:
+        return "a later run gave no model"
+    return None
+
+
+def compare_runs(first: RunExport, second: RunExport, third: RunExport | None) -> dict[str, Any]:
+    """The verdict of runs 1 and 2 (different stand-ins) and, when they differ, run 3 (run 1's)."""
+    result: dict[str, Any] = {"second_weights_sha256": second.weights}
+    problem = _differently(first, second)
+    if problem is None and second.weights == first.weights:
         result["reproducible"], result["test_split_used"] = True, False
         return result
-    if again is None:
-        result["reproducible"], result["test_split_used"] = False, None
-        result["flags"] = [NOT_REPRODUCIBLE]
-        return result
-    result["rerun_weights_sha256"] = again.weights
-    if again.weights is not None and again.weights == first.weights:
-        result["reproducible"], result["test_split_used"] = True, True
-        result["flags"] = [USES_TEST]
-    else:
-        result["reproducible"], result["test_split_used"] = False, None
-        result["flags"] = [NOT_REPRODUCIBLE]
+    if problem is None and third is not None:
+        result["third_weights_sha256"] = third.weights
+        problem = _differently(first, third)
+        if problem is None:
+            used = third.weights == first.weights
+            result["reproducible"], result["test_split_used"] = used, (True if used else None)
+            result["flags"] = [USES_TEST if used else NOT_REPRODUCIBLE]
+            return result
+    result["reproducible"], result["test_split_used"] = None, None
+    result["flags"] = [INCONCLUSIVE]
+    result["inconclusive"] = problem or "run 3 was not made"
     return result
 
 
@@ -132,20 +193,24 @@ def integrity_questions(integrity: dict[str, Any], settings: dict[str, Any]) -> 
     flags = set(integrity["flags"])
     measured = integrity.get("measured_accuracy")
     threshold = settings["threshold"]
-    accuracy_ok = measured is not None and measured >= threshold and not flags & {NOT_MLP, OVER_BUDGET, USES_TEST}
+    run1_stopped = INCONCLUSIVE in flags and str(integrity.get("inconclusive", "")).startswith("run 1")
+    accuracy_ok = (measured is not None and measured >= threshold and not run1_stopped
+                   and not flags & {NOT_MLP, OVER_BUDGET, USES_TEST})
     if measured is None:
-        accuracy_message = EXPLAIN[NOT_MLP if NOT_MLP in flags else NO_MODEL] + (
-            f": {integrity['error']}" if integrity.get("error") else "")
+        reason = INCONCLUSIVE if run1_stopped else NOT_MLP if NOT_MLP in flags else NO_MODEL
+        accuracy_message = EXPLAIN[reason] + (f": {integrity['error']}" if integrity.get("error") else "")
     else:
         accuracy_message = f"measured {100 * measured:.2f} % on the test set (needs {100 * threshold:g} %)"
-        for flag in (OVER_BUDGET, USES_TEST, MISMATCH, LOOKUP):
+        for flag in (OVER_BUDGET, USES_TEST, MISMATCH, LOOKUP, INCONCLUSIVE):
             if flag in flags:
                 accuracy_message += f"; {EXPLAIN[flag]}"
     reproducible = bool(integrity.get("reproducible")) and USES_TEST not in flags
-    if integrity.get("reproducible") is None:
+    if INCONCLUSIVE in flags:
+        repro_message = f"{EXPLAIN[INCONCLUSIVE]} ({integrity.get('inconclusive', '')})"
+    elif integrity.get("reproducible") is None:
         repro_message = "not checked: " + (EXPLAIN[NO_MODEL] if NO_MODEL in flags else "no comparable model")
     elif reproducible:
-        repro_message = "a second run under your seed trained bit-identical weights"
+        repro_message = "a second run under your seed, with other test files, trained bit-identical weights"
     else:
         repro_message = EXPLAIN[USES_TEST if USES_TEST in flags else NOT_REPRODUCIBLE]
 

@@ -38,6 +38,10 @@ class CgroupSet:
             pid_dir.mkdir(parents=True)
             (pid_dir / "pids.max").write_text(str(pids))
             self.dirs["pids"] = pid_dir
+            if (ROOT / "cpuacct").is_dir():  # accounting only: what the budget of hw4 counts
+                cpu_dir = ROOT / "cpuacct" / "autograder" / name
+                cpu_dir.mkdir(parents=True)
+                self.dirs["cpuacct"] = cpu_dir
 
     @staticmethod
     def usable() -> bool:
@@ -77,6 +81,18 @@ class CgroupSet:
         fields = (self.dirs["unified" if self.v2 else "memory"] / name).read_text().split()
         counts = dict(zip(fields[::2], fields[1::2], strict=True))
         return int(counts.get("oom_kill", 0))
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time used so far by everything that ran in the sandbox, threads and children too."""
+        try:
+            if self.v2:
+                fields = (self.dirs["unified"] / "cpu.stat").read_text().split()
+                return int(dict(zip(fields[::2], fields[1::2], strict=True))["usage_usec"]) / 1e6
+            if "cpuacct" in self.dirs:
+                return int((self.dirs["cpuacct"] / "cpuacct.usage").read_text()) / 1e9
+        except (OSError, KeyError, ValueError):
+            pass
+        return None
 
     def peak_memory_mb(self) -> float:
         name = "memory.peak" if self.v2 else "memory.max_usage_in_bytes"

@@ -171,6 +171,9 @@ class ContainerSandbox:
             total += container.ooms if container.ooms is not None else container.seen_ooms
         return total
 
+    def cpu_seconds(self) -> float | None:
+        return None  # not read from the container's cgroup yet: budgets use the cells' wall-clock time
+
     def peak_memory_mb(self) -> float:
         return self.peak
 

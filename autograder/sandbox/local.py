@@ -226,6 +226,9 @@ class LocalSandbox:
     def peak_memory_mb(self) -> float:
         return self.cgroups.peak_memory_mb()
 
+    def cpu_seconds(self) -> float | None:
+        return self.cgroups.cpu_seconds()
+
 
 def _parents(path: Path) -> list[str]:
     """bwrap arguments making the folders above `path` (those that exist already stay as they are)."""
