@@ -107,6 +107,17 @@ class Store:
         # Identical content may have come in under two names: each name gets its own copy.
         return [(json.loads(text) | {"submission": name}, first_seen) for name, text, first_seen in rows]
 
+    def ungraded(self, assignment: str) -> list[tuple[str, str]]:
+        """(name, sha256) of each submission whose newest content has no stored grade at all."""
+        query = """
+            SELECT s.name, s.sha256 FROM submissions s
+            WHERE s.assignment = ? AND s.last_seen = (
+                SELECT MAX(last_seen) FROM submissions WHERE assignment = s.assignment AND name = s.name)
+            AND NOT EXISTS (SELECT 1 FROM results r WHERE r.assignment = s.assignment AND r.sha256 = s.sha256)
+            ORDER BY s.name"""
+        with self._connect() as db:
+            return [(name, sha256) for name, sha256 in db.execute(query, (assignment,)).fetchall()]
+
     def records(self, assignment: str, grader_version: str | None = None) -> list[dict[str, Any]]:
         query = "SELECT record FROM results WHERE assignment=?"
         params: tuple[Any, ...] = (assignment,)

@@ -13,14 +13,15 @@ import os
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from autograder.course import Assignment, CourseError
-from autograder.grading.job import FAILED, GradingJob, grade_job
+from autograder.grading.job import FAILED, INVALID, GradingJob, grade_job
 from autograder.grading.material import Material, grader_code_digest
 from autograder.intake.collect import Submission, collect
 from autograder.reports.feedback import write_feedback
@@ -122,24 +123,11 @@ def grade_batch(assignment: Assignment, paths: list[Path], out: Path, store: Sto
             secret = store.secret(assignment.name, submission.sha256) if material.integrity else None
             pending.append(_job(material, submission, limits, version, options, secret))
     if pending:
-        own_pool = executor is None
-        pool = executor or default_executor(min(options.jobs, len(pending)))
-        try:
-            futures: dict[Future, GradingJob] = {pool.submit(grade_job, job): job for job in pending}
-            for future in _progress(as_completed(futures), len(futures), assignment.name, options.progress):
-                job = futures[future]
-                try:
-                    record = future.result()
-                except Exception as error:  # noqa: BLE001 - one lost worker must not stop the batch
-                    record = _failed_record(job, error)
-                else:
-                    if record["status"] != FAILED:
-                        store.put(record)
-                by_name[job.submission] = record
-                outcome.graded += 1
-        finally:
-            if own_pool:
-                pool.shutdown(wait=True, cancel_futures=True)
+        for job, record in _grade_pending(pending, executor, options, assignment.name):
+            if record["status"] != FAILED:
+                store.put(record)
+            by_name[job.submission] = record
+            outcome.graded += 1
     outcome.records = [by_name[s.name] for s in submissions]
     if material.integrity:
         publish_leaderboard(assignment.name, material, store, out, outcome.records)
@@ -147,6 +135,61 @@ def grade_batch(assignment: Assignment, paths: list[Path], out: Path, store: Sto
         write_reports(assignment.name, outcome.records, out)
     outcome.seconds = time.monotonic() - started
     return outcome
+
+
+def _grade_pending(pending: list[GradingJob], executor: Executor | None, options: BatchOptions, name: str,
+                   work: Callable[[GradingJob], dict[str, Any]] = grade_job,
+                   ) -> Iterator[tuple[GradingJob, dict[str, Any]]]:
+    """Each job with its record, as jobs finish. A worker process that dies takes every job it
+    was running with it (BrokenProcessPool, in our own pool): those are graded again, then alone,
+    in a fresh pool, so an innocent neighbour costs only a retry and the submission that kills its
+    worker again is graded "could not be graded" with that reason (stored: not retried forever)."""
+    own_pool = executor is None
+    pool = executor or default_executor(min(options.jobs, len(pending)))
+    rounds = [pending]
+    suspects: set[str] = set()
+    try:
+        while rounds:
+            batch = rounds.pop(0)
+            futures: dict[Future, GradingJob] = {pool.submit(work, job): job for job in batch}
+            lost: list[GradingJob] = []
+            broken = False
+            for future in _progress(as_completed(futures), len(futures), name, options.progress):
+                job = futures[future]
+                try:
+                    yield job, future.result()
+                except BrokenProcessPool as error:
+                    broken = True
+                    if not own_pool:  # not ours to replace: the job is retried by the next run
+                        yield job, _failed_record(job, error)
+                    elif job.submission in suspects:
+                        yield job, _worker_killer_record(job)
+                    else:
+                        lost.append(job)
+                except Exception as error:  # noqa: BLE001 - one lost worker must not stop the batch
+                    yield job, _failed_record(job, error)
+            if broken and own_pool:
+                pool.shutdown(wait=True, cancel_futures=True)
+                pool = default_executor(1 if lost or suspects else min(options.jobs, len(pending)))
+            suspects.update(job.submission for job in lost)
+            rounds += [[job] for job in lost]
+    finally:
+        if own_pool:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _not_graded_record(assignment: str, name: str, sha256: str) -> dict[str, Any]:
+    """A row for a submission the store has seen but holds no grade for (its grading failed)."""
+    return {"assignment": assignment, "submission": name, "filename": name, "sha256": sha256, "status": FAILED,
+            "message": "not graded: the last `autograder grade` could not grade it; run it again",
+            "questions": [], "cells": [], "restarts": 0, "peak_memory_mb": None, "seconds": 0.0}
+
+
+def _worker_killer_record(job: GradingJob) -> dict[str, Any]:
+    record = _failed_record(job, RuntimeError("the grading worker died twice while grading it, alone the "
+                                              "second time"))
+    record["status"], record["message"] = INVALID, record["message"].removesuffix("; run again")
+    return record
 
 
 def _progress(iterable: Any, total: int, name: str, enabled: bool) -> Any:
@@ -176,7 +219,9 @@ def publish_leaderboard(assignment: str, material: Material, store: Store, out: 
                               stub=material.home_files.get(f"{assignment}.ipynb"), review=read_review(out),
                               accept=accept, reject=reject)
     by_name = {entry.name: entry for entry in board.entries}
-    records = records if records is not None else [record for record, _ in latest]
+    if records is None:  # every submission the store has seen, graded or not
+        records = [record for record, _ in latest] + [
+            _not_graded_record(assignment, name, sha256) for name, sha256 in store.ungraded(assignment)]
     bonus = {r["submission"]: by_name[r["submission"]].bonus for r in records if r["submission"] in by_name}
     entries = {r["submission"]: gradescope_entries(by_name[r["submission"]]) for r in records
                if r["submission"] in by_name}

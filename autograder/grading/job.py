@@ -187,7 +187,7 @@ def grade_job(job: GradingJob) -> dict[str, Any]:
             record["integrity"] = integrity
             record["questions"] += training.integrity_questions(integrity, job.integrity)
         record["seconds"] = round(time.monotonic() - started, 3)
-        return record
+        return _bounded(record)
     record["code_sha256"] = parsed.code_fingerprint
     limits = Limits(**job.limits)
     # The stand-ins' secret: the store's, so that a regrade is identical; else one of this job's own.
@@ -215,4 +215,18 @@ def grade_job(job: GradingJob) -> dict[str, Any]:
     finally:
         shutil.rmtree(standins, ignore_errors=True)
     record["seconds"] = round(time.monotonic() - started, 3)
-    return record
+    return _bounded(record)
+
+
+MAX_TEXT = 20_000  # characters of any one string a stored record keeps (messages, tracebacks, names)
+
+
+def _bounded(value: Any) -> Any:
+    """The record with every string cut to MAX_TEXT: what a submission made it say is stored bounded."""
+    if isinstance(value, str):
+        return value if len(value) <= MAX_TEXT else value[:MAX_TEXT] + " [cut]"
+    if isinstance(value, dict):
+        return {key: _bounded(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_bounded(item) for item in value]
+    return value
