@@ -23,6 +23,7 @@ from typing import Any
 from autograder.course import Assignment, CourseError
 from autograder.grading.job import FAILED, INVALID, GradingJob, grade_job
 from autograder.grading.material import Material, grader_code_digest
+from autograder.grading.preflight import preflight
 from autograder.intake.collect import Submission, collect
 from autograder.reports.feedback import write_feedback
 from autograder.reports.grades_csv import write_grades_csv
@@ -123,6 +124,7 @@ def grade_batch(assignment: Assignment, paths: list[Path], out: Path, store: Sto
             secret = store.secret(assignment.name, submission.sha256) if material.integrity else None
             pending.append(_job(material, submission, limits, version, options, secret))
     if pending:
+        preflight(options.backend, True, Limits(**limits))  # a sandbox that cannot start grades no one
         for job, record in _grade_pending(pending, executor, options, assignment.name):
             if record["status"] != FAILED:
                 store.put(record)

@@ -60,13 +60,18 @@ class RunOutcome:
     value: Any
 
 
-def _sandbox(job: GradingJob, limits: Limits, data: dict[str, Path] | None) -> Any:
-    if job.backend:
+def sandbox_factory(backend: dict[str, Any] | None, sandboxed: bool) -> Callable[..., Any]:
+    """What makes a job's sandbox: `factory(limits, home_files, data)`, entered with `with`."""
+    if backend:
         from autograder.sandbox.container import ContainerSandbox
 
-        return ContainerSandbox(limits, job.home_files, data, **job.backend)
-    wall = LocalSandbox if job.sandboxed else PlainSandbox
-    return wall(limits, job.home_files, data)
+        return lambda limits, home_files, data: ContainerSandbox(limits, home_files, data, **backend)
+    wall = LocalSandbox if sandboxed else PlainSandbox  # looked up now: Gradescope's runtime swaps PlainSandbox
+    return lambda limits, home_files, data: wall(limits, home_files, data)
+
+
+def _sandbox(job: GradingJob, limits: Limits, data: dict[str, Path] | None) -> Any:
+    return sandbox_factory(job.backend, job.sandboxed)(limits, job.home_files, data)
 
 
 def _run(job: GradingJob, limits: Limits, code: list[str], data: dict[str, Path] | None,
