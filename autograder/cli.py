@@ -124,6 +124,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
         error = None
     except OSError as exc:
         data, error = b"", f"{notebook}: cannot be read ({exc.strerror})"
+    from autograder.grading.preflight import preflight
+
+    preflight(None, sandboxed, limits)
     job = GradingJob(assignment.name, notebook.name, notebook.name, data, material.tests, material.home_files,
                      limits.to_dict(), material.version(limits.to_dict()), include_hidden=False,
                      read_error=error, sandboxed=sandboxed)
@@ -138,6 +141,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
     from autograder.grading.batch import publish_leaderboard
     from autograder.grading.material import Material
+    from autograder.reports.escape import visible
     from autograder.store import Store
 
     assignment = _course(args).assignment(args.assignment)
@@ -149,12 +153,14 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if not db.is_file():
         raise CourseError(f"no result store at {db}: grade first (autograder grade ... --out {out}) or pass --db")
     board = publish_leaderboard(assignment.name, material, Store(db), out, top_k=args.top,
-                                pseudonyms=args.pseudonyms)
+                                pseudonyms=args.pseudonyms, accept=args.accept, reject=args.reject)
     for entry in board.ranked:
-        print(f"{entry.rank:>3}. {entry.shown_as:<40} {100 * (entry.accuracy or 0):6.2f} %  "
-              f"{entry.parameters:>9,} params  bonus {entry.bonus:g}")
+        print(f"{entry.rank:>3}. {visible(entry.shown_as):<40} {100 * (entry.accuracy or 0):6.2f} %  "
+              f"{entry.parameters or 0:>9,} params  bonus {entry.bonus:g}")
     flagged = [e for e in board.entries if e.rank is None]
-    print(f"{len(board.ranked)} ranked, {len(flagged)} not ranked; {out / 'leaderboard.md'}")
+    print("\n".join(board.summary()))
+    print(f"{len(board.ranked)} ranked, {len(flagged)} not ranked ({len(board.under_review)} under review); "
+          f"{out / 'leaderboard.md'}, decisions in {out / 'review.json'}")
     return 0
 
 
@@ -226,6 +232,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--db", help="result store (default OUT/results.sqlite)")
     p.add_argument("--top", type=int, help="how many get the bonus (default: grading.toml, else 3)")
     p.add_argument("--pseudonyms", action="store_true", help="show stable pseudonyms instead of names")
+    p.add_argument("--accept", action="append", default=[], metavar="NAME",
+                   help="a submission under review is not a copy: rank it (repeatable; kept in OUT/review.json)")
+    p.add_argument("--reject", action="append", default=[], metavar="NAME",
+                   help="a submission is a copy: never rank it (repeatable; kept in OUT/review.json)")
     p.set_defaults(func=cmd_leaderboard)
 
     p = commands.add_parser("setup", help="install and check what the sandbox needs (bubblewrap, cgroups)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from typing import Any
 
 from autograder.execution import codec
@@ -59,6 +60,9 @@ class Bridge:
     def __init__(self, session: NotebookSession) -> None:
         self.session = session
         self.call_timeout = session.limits.cell_timeout
+        # All checks of a notebook share one deadline (as revivals do): a notebook whose every
+        # function answers just before its call timeout cannot hold a worker for hours.
+        self.deadline = session.started + 2 * session.limits.timeout
         self.calls = 0
         self._agent_in: object = None  # the kernel the agent was sent into
 
@@ -74,14 +78,19 @@ class Bridge:
         self._agent_in = self.session.kernel.km
 
     def _request(self, request: dict[str, Any], name: str) -> dict[str, Any]:
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise StudentCodeError(f"{name} was not called: the notebook's checks used all of the grader's "
+                                   f"{2 * self.session.limits.timeout:g} s", "TimeoutError")
         self._ensure_agent()
         self.calls += 1
         request_id = secrets.token_hex(16)
         text = json.dumps(request | {"id": request_id}, allow_nan=True)
-        run = self.session.kernel.execute(f"__autograder_handle({json.dumps(text)})",
-                                          timeout=self.call_timeout, reply_mime=MIME)
+        timeout = min(self.call_timeout, remaining)
+        run = self.session.kernel.execute(f"__autograder_handle({json.dumps(text)})", timeout=timeout,
+                                          reply_mime=MIME)
         if run.status == "timeout":
-            raise StudentCodeError(f"{name} did not return within {self.call_timeout:g} s", "TimeoutError")
+            raise StudentCodeError(f"{name} did not return within {timeout:g} s", "TimeoutError")
         if run.kernel_lost:
             raise StudentCodeError(f"the kernel died while running {name} ({run.error})", "KernelDied")
         if run.replies_over_limit:

@@ -8,6 +8,7 @@ killed, a dead kernel is reported, an output flood is cut and then killed.
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import subprocess
@@ -23,7 +24,7 @@ from jupyter_client.blocking import BlockingKernelClient
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import KernelManager
 
-from autograder.execution.codec import MAX_TEXT_BYTES
+from autograder.execution.codec import MAX_ITEMS, MAX_TEXT_BYTES
 from autograder.sandbox.limits import Limits
 
 INTERRUPT_GRACE = 5.0  # seconds a kernel gets to come back after an interrupt
@@ -35,7 +36,9 @@ REPLY_LIMIT = MAX_TEXT_BYTES + 64 * 1024
 # What the kernel's messages can cost the grader's memory, bounded before jupyter_client parses
 # them: zmq drops (with the connection) a message over the size limit of its channel, and holds at
 # most QUEUED_MESSAGES unread ones per channel. Only iopub carries answers; the others carry
-# execute/kernel_info replies of a few kB. Worst case held: 4 x 65 MB + 3 x 4 x 1 MB.
+# execute/kernel_info replies of a few kB. Worst case held: 4 x 65 MB + 3 x 4 x 1 MB per frame; zmq
+# bounds frames, not multipart messages, so the grading worker's own memory cgroup is the backstop
+# (grading/batch.py): a kernel that floods it costs only its worker, and its own submission.
 MAX_MESSAGE_BYTES = MAX_TEXT_BYTES + 1024 * 1024
 MAX_CONTROL_MESSAGE_BYTES = 1024 * 1024
 QUEUED_MESSAGES = 4
@@ -60,7 +63,28 @@ class CellRun:
         return self.status in ("dead", "flood") or (self.status == "timeout" and self.error == "killed")
 
 
-class _SandboxedKernelManager(KernelManager):
+class _BoundedSockets:
+    """Sockets that bound what an unread or oversized message can cost (see MAX_MESSAGE_BYTES)."""
+
+    context: zmq.Context
+
+    def _create_connected_socket(self, channel: str, identity: bytes | None = None) -> zmq.Socket:
+        limit = MAX_MESSAGE_BYTES if channel == "iopub" else MAX_CONTROL_MESSAGE_BYTES
+        self.context.setsockopt(zmq.MAXMSGSIZE, limit)
+        self.context.setsockopt(zmq.RCVHWM, QUEUED_MESSAGES)
+        return super()._create_connected_socket(channel, identity)  # type: ignore[misc]
+
+
+def _bounded_unpack(frame: bytes | str) -> Any:
+    """jupyter_client's JSON unpacking of a message frame, except of one that would build more
+    values than any honest message holds: a 60 MB frame of `[[],[],...]` is 20 M objects, GBs."""
+    text = frame.decode("utf8", "replace") if isinstance(frame, bytes) else frame
+    if text.count("[") + text.count("{") + text.count(",") > 2 * MAX_ITEMS:
+        raise ValueError("a message with too many values")
+    return json.loads(text)
+
+
+class _SandboxedKernelManager(_BoundedSockets, KernelManager):
     """A KernelManager whose command is the sandboxed one and whose interrupts are messages."""
 
     def __init__(self, sandbox_wrap, **kwargs: Any) -> None:  # noqa: ANN001
@@ -79,14 +103,8 @@ class _SandboxedKernelManager(KernelManager):
         return self._sandbox_wrap(argv)
 
 
-class _BoundedClient(BlockingKernelClient):
-    """A client whose sockets bound what an unread or oversized message can cost (see above)."""
-
-    def _create_connected_socket(self, channel: str, identity: bytes | None = None) -> zmq.Socket:
-        limit = MAX_MESSAGE_BYTES if channel == "iopub" else MAX_CONTROL_MESSAGE_BYTES
-        self.context.setsockopt(zmq.MAXMSGSIZE, limit)
-        self.context.setsockopt(zmq.RCVHWM, QUEUED_MESSAGES)
-        return super()._create_connected_socket(channel, identity)
+class _BoundedClient(_BoundedSockets, BlockingKernelClient):
+    pass
 
 
 class SandboxedKernel:
@@ -103,17 +121,21 @@ class SandboxedKernel:
         ipc = self.sandbox.ipc_dir
         self.starts += 1
         name = f"kernel{self.starts}"
+        self._context = zmq.Context()
         km = _SandboxedKernelManager(self.sandbox.wrap, transport="ipc", ip=str(ipc / name),
-                                     connection_file=str(ipc / f"{name}.json"))
+                                     connection_file=str(ipc / f"{name}.json"), context=self._context)
+        km.session.unpack = _bounded_unpack
         km.write_connection_file()
         if self.sandbox.uid != os.getuid():
             os.chown(km.connection_file, self.sandbox.uid, self.sandbox.uid)
         km.start_kernel(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.km = km
-        self._context = zmq.Context()
         self.kc = _BoundedClient(parent=km, context=self._context)
         self.kc.load_connection_info(km.get_connection_info())
-        self.kc.start_channels()
+        self.kc.session.unpack = _bounded_unpack
+        # No stdin (the grader never answers input requests) and no heartbeat: sockets the grader
+        # would not read are sockets a kernel could fill.
+        self.kc.start_channels(stdin=False, hb=False)
         self._monitor = self.kc.iopub_channel.socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         try:
             self.kc.wait_for_ready(timeout=timeout)
@@ -143,13 +165,17 @@ class SandboxedKernel:
             try:
                 msg = self.kc.get_iopub_msg(timeout=min(0.5, remaining))
             except queue.Empty:
+                if not self.alive():
+                    run.status, run.error = "dead", "the kernel died (killed, crashed or exited)"
+                    break
                 if self._dropped_oversized():
+                    time.sleep(0.2)  # a kernel that exited also drops its connection: look again
+                    if not self.alive():
+                        run.status, run.error = "dead", "the kernel died (killed, crashed or exited)"
+                        break
                     self.kill()
                     run.status = "flood"
                     run.error = f"the kernel sent a message of more than {MAX_MESSAGE_BYTES // 2**20} MB: stopped"
-                    break
-                if not self.alive():
-                    run.status, run.error = "dead", "the kernel died (killed, crashed or exited)"
                     break
                 continue
             except Exception:  # noqa: BLE001 - a garbled or forged message (bad signature) is dropped

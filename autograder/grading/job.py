@@ -25,6 +25,7 @@ from autograder.grading.material import grader_code_digest
 from autograder.intake.notebook import InvalidSubmission, parse_notebook
 from autograder.integrity import mnist, training
 from autograder.integrity.model_export import EXPORTER_SOURCE
+from autograder.integrity.similarity import code_fingerprints
 from autograder.sandbox.limits import Limits
 from autograder.sandbox.local import LocalSandbox
 from autograder.sandbox.plain import PlainSandbox
@@ -194,6 +195,7 @@ def grade_job(job: GradingJob) -> dict[str, Any]:
         record["seconds"] = round(time.monotonic() - started, 3)
         return _bounded(record)
     record["code_sha256"] = parsed.code_fingerprint
+    record["code_fingerprints"] = code_fingerprints(parsed.code_cells)  # for the TA's review of copies
     limits = Limits(**job.limits)
     # The stand-ins' secret: the store's, so that a regrade is identical; else one of this job's own.
     secret = job.secret or secrets.token_hex(16)

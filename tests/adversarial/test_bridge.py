@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -47,9 +48,10 @@ class FakeKernel:
 
 
 class FakeSession:
-    def __init__(self, answer: Answer) -> None:
+    def __init__(self, answer: Answer, started: float | None = None) -> None:
         self.kernel = FakeKernel(answer)
-        self.limits = Limits(cell_timeout=5)
+        self.limits = Limits(timeout=10, cell_timeout=5)
+        self.started = time.monotonic() if started is None else started
 
     def revive(self) -> bool:
         return True
@@ -157,3 +159,10 @@ def test_a_test_function_travels_to_the_kernel_by_source() -> None:
     _bridge(answer).call("grad_check", (loss, 1.0), {})
     payload = seen[0]["args"]["__list__"][0]["__function__"]
     assert payload["name"] == "loss" and "return x * x" in payload["source"]
+
+
+def test_all_checks_of_a_notebook_share_one_deadline() -> None:
+    session = FakeSession(_honest(1), started=time.monotonic() - 21)  # past 2 x its 10 s timeout
+    with pytest.raises(StudentCodeError, match="used all of the grader's 20 s"):
+        Bridge(session).resolve("v")  # type: ignore[arg-type]
+    assert session.kernel.requests == []
