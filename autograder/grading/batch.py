@@ -39,6 +39,9 @@ from autograder.reports.summary import write_summary
 from autograder.sandbox.limits import Limits
 from autograder.store import Store
 
+# What one grading worker may hold: an honest hw3 job peaks near 0.6 GB (bench/wall_memory.py).
+WORKER_MEMORY_MB = 6144
+
 
 @dataclass
 class BatchOptions:
@@ -51,6 +54,7 @@ class BatchOptions:
     data_dir: Path | None = None  # MNIST raw folder, for assignments with trained-model checks
     backend: dict[str, Any] | None = None  # None: the local sandbox; else container settings (engine, image)
     integrity_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. a smaller budget for small data
+    worker_memory_mb: int = WORKER_MEMORY_MB  # each grading worker's own memory limit (our own pool only)
 
     def limits_for(self, material: Material) -> Limits:
         if self.limits is not None:
@@ -94,9 +98,17 @@ def _failed_record(job: GradingJob, error: BaseException) -> dict[str, Any]:
             "questions": [], "cells": [], "restarts": 0, "peak_memory_mb": None, "seconds": 0.0}
 
 
-def default_executor(jobs: int) -> Executor:
+def _confine_worker(memory_mb: int) -> None:
+    from autograder.sandbox.cgroups import confine_this_process
+
+    confine_this_process(f"worker-{os.getpid()}", memory_mb)
+
+
+def default_executor(jobs: int, worker_memory_mb: int = WORKER_MEMORY_MB) -> Executor:
     # spawn: workers start clean (no inherited threads or kernels), as they would on another machine.
-    return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+    # Each worker is held to its own memory limit where cgroups allow: see confine_this_process.
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_confine_worker, initargs=(worker_memory_mb,))
 
 
 def grade_batch(assignment: Assignment, paths: list[Path], out: Path, store: Store, options: BatchOptions,
@@ -147,7 +159,7 @@ def _grade_pending(pending: list[GradingJob], executor: Executor | None, options
     in a fresh pool, so an innocent neighbour costs only a retry and the submission that kills its
     worker again is graded "could not be graded" with that reason (stored: not retried forever)."""
     own_pool = executor is None
-    pool = executor or default_executor(min(options.jobs, len(pending)))
+    pool = executor or default_executor(min(options.jobs, len(pending)), options.worker_memory_mb)
     rounds = [pending]
     suspects: set[str] = set()
     try:
@@ -172,7 +184,8 @@ def _grade_pending(pending: list[GradingJob], executor: Executor | None, options
                     yield job, _failed_record(job, error)
             if broken and own_pool:
                 pool.shutdown(wait=True, cancel_futures=True)
-                pool = default_executor(1 if lost or suspects else min(options.jobs, len(pending)))
+                pool = default_executor(1 if lost or suspects else min(options.jobs, len(pending)),
+                                        options.worker_memory_mb)
             suspects.update(job.submission for job in lost)
             rounds += [[job] for job in lost]
     finally:

@@ -53,6 +53,7 @@ DATA = "/data"
 SYSTEM_DIRS = ("/usr", "/lib", "/lib64", "/bin", "/sbin", "/etc")
 OWN_MOUNTS = ("/proc", "/dev", "/tmp", HOME, DATA)  # what the sandbox mounts of its own
 NOBODY = 65534
+IPC_MB, IPC_FILES = 4, 256  # the kernel's socket folder: a connection file and a few sockets per start
 # Host variables worth keeping: some CPUs need OpenBLAS told their core type to compute correctly.
 PASSTHROUGH_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "LANG", "TZ")
 
@@ -146,7 +147,11 @@ class LocalSandbox:
         self.base = Path(tempfile.mkdtemp(prefix="autograder-sandbox-"))
         self.ipc = self.base / "ipc"
         self.ipc.mkdir()
-        os.chown(self.ipc, self.slot.uid, self.slot.uid)
+        # The one folder the kernel shares with the host (its sockets, its connection file) is a
+        # small tmpfs of its own: no kernel can fill the host's disk or leave a tree behind there.
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={IPC_MB}m,nr_inodes={IPC_FILES},mode=0700,"
+                        f"uid={self.slot.uid},gid={self.slot.uid},nosuid,nodev,noexec", "tmpfs", str(self.ipc)],
+                       check=True, capture_output=True)
         self.staged = self.base / "home"
         for relative, content in self.home_files.items():
             target = self.staged / relative
@@ -158,9 +163,12 @@ class LocalSandbox:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.cgroups.remove()
-        shutil.rmtree(self.base, ignore_errors=True)
-        self.slot.release()
+        try:
+            self.cgroups.remove()
+        finally:
+            subprocess.run(["umount", "--lazy", str(self.ipc)], capture_output=True)
+            shutil.rmtree(self.base, ignore_errors=True)  # only what the grader staged is left
+            self.slot.release()
 
     @property
     def uid(self) -> int:
