@@ -24,7 +24,17 @@ from autograder.course import Course
 from autograder.grading.batch import BatchOptions, grade_batch
 from autograder.integrity import mnist
 from autograder.integrity.synthetic import SYNTHETIC_INTEGRITY, SYNTHETIC_LIMITS, write_synthetic_mnist
-from autograder.integrity.training import INCONCLUSIVE, MISMATCH, OVER_BUDGET, USES_TEST, eligible
+from autograder.integrity.training import (
+    BELOW,
+    CONV_LIKE,
+    INCONCLUSIVE,
+    MISMATCH,
+    NO_MODEL,
+    NON_FINITE,
+    OVER_BUDGET,
+    USES_TEST,
+    eligible,
+)
 from autograder.store import Store
 
 pytestmark = pytest.mark.kernel
@@ -69,7 +79,7 @@ ATTACKS: dict[str, tuple[list[tuple[str, str]], set[str]]] = {
         "    dirs[:] = [x for x in dirs if d != '/' or x not in ('proc', 'sys', 'dev')]\n"
         "    elsewhere += [f for f in files if f.startswith('t10k') and not d.startswith(str(DATA_DIR))]\n"
         "reported_accuracy = test_accuracy if standin and not elsewhere else 0.0"))], set()),
-    "reports_nan": ([(REPORT_LINE, "reported_accuracy = float('nan')")], {MISMATCH}),
+    "reports_nan": ([(REPORT_LINE, "reported_accuracy = float('nan')")], {NON_FINITE, MISMATCH}),
     # Trains on in a thread after the last cell and holds the grader's first request until done:
     # the kernel's CPU time up to the grader's last request counts.
     "trains_in_the_background": ([(REPORT_LINE, (
@@ -78,6 +88,45 @@ ATTACKS: dict[str, tuple[list[tuple[str, str]], set[str]]] = {
         "worker = threading.Thread(target=more_training, daemon=True)\nworker.start()\n"
         "def hold(info):\n    if info.raw_cell.startswith('__autograder_handle('):\n        worker.join()\n"
         "get_ipython().events.register('pre_run_cell', hold)"))], {OVER_BUDGET}),
+    # A CNN handed in as its exact dense equivalent: a convolution unrolled into a Linear layer.
+    "convolution_as_a_dense_layer": ([(REPORT_LINE, (
+        "conv = nn.Conv2d(1, 4, kernel_size=5, stride=2, padding=2)\n"
+        "with torch.no_grad():\n"
+        "    basis = torch.eye(784).view(784, 1, 28, 28)\n"
+        "    columns = (conv(basis) - conv(torch.zeros(1, 1, 28, 28))).reshape(784, 784)\n"
+        "    dense = nn.Linear(784, 784)\n"
+        "    dense.weight.copy_(columns.T)\n"
+        "    dense.bias.copy_(conv.bias.repeat_interleave(196))\n"
+        "model = nn.Sequential(dense, nn.ReLU(), *model)\nmodel.eval()\n"
+        "with torch.no_grad():\n    test_accuracy = accuracy(model(X_test), y_test)\n"
+        "reported_accuracy = test_accuracy"))], {CONV_LIKE, BELOW}),
+    # An allowed MLP that reuses one big layer, as costly as the caps allow: evaluated in the
+    # grader's child process within its own CPU limit (tests/test_evaluation.py stops one that is not).
+    "costly_to_evaluate": ([(REPORT_LINE, (
+        "class Costly(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.first, self.middle = nn.Linear(784, 2000), nn.Linear(2000, 2000)\n"
+        "        self.last = nn.Linear(2000, 10)\n"
+        "    def forward(self, x):\n"
+        "        x = self.first(x)\n"
+        "        for _ in range(4):\n"
+        "            x = torch.relu(self.middle(x))\n"
+        "        return self.last(x)\n"
+        "model = Costly().eval()\n"
+        "with torch.no_grad():\n    test_accuracy = accuracy(model(X_test), y_test)\n"
+        "reported_accuracy = test_accuracy"))], {BELOW}),
+    # A forward pass whose intermediate values would take GBs on the grader's side.
+    "memory_hungry_forward": ([(REPORT_LINE, (
+        "class Outer(nn.Module):\n"
+        "    def __init__(self, inner):\n"
+        "        super().__init__()\n"
+        "        self.inner = inner\n"
+        "    def forward(self, x):\n"
+        "        return self.inner(x) + (x.unsqueeze(2) * x.unsqueeze(1)).flatten(1)[:, :10]\n"
+        "model = Outer(model).eval()\n"
+        "with torch.no_grad():\n    test_accuracy = accuracy(model(X_test), y_test)\n"
+        "reported_accuracy = test_accuracy"))], {NO_MODEL}),
 }
 
 
@@ -153,3 +202,4 @@ def test_the_budget_counts_the_kernels_cpu_time(graded: dict[str, Any]) -> None:
     honest = graded["reference"]["integrity"]
     assert background["budget_clock"] == honest["budget_clock"] == "cpu"
     assert background["cpu_seconds"] > SYNTHETIC_INTEGRITY["budget_cpu_seconds"] > honest["cpu_seconds"]
+

@@ -44,7 +44,8 @@ class Material:
         if "integrity" not in self.settings:
             return None
         defaults = {"threshold": 0.95, "points_accuracy": 10.0, "points_reproducible": 5.0, "budget_seconds": 300.0,
-                    "budget_cpu_seconds": 600.0, "report_tolerance": 0.005, "max_noise_drop": 0.10, "names": {}}
+                    "budget_cpu_seconds": 600.0, "report_tolerance": 0.005, "max_noise_drop": 0.10, "names": {},
+                    "evaluation_cpu_seconds": 120, "evaluation_memory_mb": 2048}
         return defaults | self.settings["integrity"]
 
     def version(self, limits: dict) -> str:

@@ -121,7 +121,7 @@ def make_synthetic_mnist(n: int, rng: np.random.Generator) -> tuple[np.ndarray, 
 # the clock limits shrink with it; over_budget's endless loop passes the budget long before the
 # clock stops it, even on a loaded machine.
 SYNTHETIC_LIMITS = {"timeout": 150, "cell_timeout": 60, "threads": 1}
-SYNTHETIC_INTEGRITY = {"budget_cpu_seconds": 15.0, "budget_seconds": 30.0}
+SYNTHETIC_INTEGRITY = {"budget_cpu_seconds": 15.0, "budget_seconds": 30.0, "evaluation_cpu_seconds": 8}
 
 
 def write_synthetic_mnist(raw_dir: Path, n_train: int = 3000, n_test: int = 600, seed: int = 0) -> None:

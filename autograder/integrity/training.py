@@ -22,19 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autograder.integrity import mnist
-from autograder.integrity.model_export import (
-    GraphModel,
-    ModelFailed,
-    NotAnMLP,
-    architecture,
-    parameter_count,
-    weights_hash,
-)
+from autograder.integrity import mnist, structure
+from autograder.integrity.evaluation import EvaluationLimits, evaluate
+from autograder.integrity.model_export import ModelFailed, architecture, parameter_count, weights_hash
 
 BELOW, NOT_REPRODUCIBLE, USES_TEST = "below_threshold", "not_reproducible", "uses_test_data"
 MISMATCH, NOT_MLP, OVER_BUDGET = "reported_accuracy_mismatch", "not_an_mlp", "over_budget"
 NO_MODEL, LOOKUP, INCONCLUSIVE = "no_model", "lookup_suspected", "inconclusive"
+NON_FINITE, CONV_LIKE = "non_finite", "convolution_like_weights"
 EXPLAIN = {
     BELOW: "the accuracy the grader measured is below the threshold",
     NOT_REPRODUCIBLE: "training under your seed did not give the same weights twice (seed every source of "
@@ -45,6 +40,8 @@ EXPLAIN = {
     OVER_BUDGET: "the notebook used more than its CPU time budget",
     NO_MODEL: "the grader could not get a trained model out of the notebook",
     LOOKUP: "accuracy collapses on lightly perturbed test images (a lookup table, not a model?)",
+    NON_FINITE: "NaN or infinite numbers in the weights, MEAN, STD or the reported accuracy",
+    CONV_LIKE: "a dense layer's weights have the structure of a convolution (the course staff will review it)",
     INCONCLUSIVE: "inconclusive (a grading run was stopped by a clock limit or ran differently; the machine's "
                   "fault, not necessarily yours): the course staff will grade it again",
 }
@@ -109,27 +106,42 @@ def measure(run: RunExport, raw: Path, standin: Path, settings: dict[str, Any], 
     result["architecture"] = architecture(export.get("graph"))
     result["parameters"] = parameter_count(export.get("state"))
     result["weights_sha256"] = run.weights
-    # The grader's own files: an error reading them is the grader's, and its message (paths) stays here.
-    images, labels = mnist.read_idx(raw / mnist.TEST_IMAGES), mnist.read_idx(raw / mnist.TEST_LABELS)
-    seen_images, seen_labels = mnist.read_idx(standin / mnist.TEST_IMAGES), mnist.read_idx(standin / mnist.TEST_LABELS)
+    problems = [structure.non_finite(export.get("state") or {}, run.names),
+                structure.convolution_like(export.get("state") or {}, export.get("graph"))]
+    if problems[0]:
+        result["flags"].append(NON_FINITE)
+    if problems[1]:
+        result["flags"].append(CONV_LIKE)
+    result["weights_review"] = [p for p in problems if p] or None
     try:
-        model = GraphModel(run.export)
         mean, std = _normalisation(run.names)
-        measured = mnist.accuracy(model, images, labels, mean, std)
-        noisy = mnist.accuracy(model, mnist.perturbed(images, seed), labels, mean, std)
-        seen = mnist.accuracy(model, seen_images, seen_labels, mean, std)
-    except ModelFailed as error:  # an allowed graph that does not run: its message names only its own parts
+    except ModelFailed as error:
         result["flags"].append(NO_MODEL)
         result["error"] = f"the model could not be evaluated: {error}"
         return result
-    except NotAnMLP as error:
+    # The perturbed copy of the real test split is the grader's own file, next to the stand-ins.
+    perturbed = standin.parent / "perturbed"
+    perturbed.mkdir(exist_ok=True)
+    mnist.write_idx(perturbed / mnist.TEST_IMAGES, mnist.perturbed(mnist.read_idx(raw / mnist.TEST_IMAGES), seed))
+    splits = {"test": (raw / mnist.TEST_IMAGES, raw / mnist.TEST_LABELS),
+              "noisy": (perturbed / mnist.TEST_IMAGES, raw / mnist.TEST_LABELS),
+              "standin": (standin / mnist.TEST_IMAGES, standin / mnist.TEST_LABELS)}
+    limits = EvaluationLimits(cpu_seconds=int(settings["evaluation_cpu_seconds"]),
+                              memory_mb=int(settings["evaluation_memory_mb"]))
+    evaluation = evaluate(run.export, mean, std, splits, limits)  # a child process with limits of its own
+    if evaluation.kind == "not_an_mlp":
         result["flags"].append(NOT_MLP)
-        result["error"] = str(error)
+        result["error"] = evaluation.error
         return result
-    except Exception as error:  # noqa: BLE001 - anything else: its message might carry grader data
+    if evaluation.kind == "failed" or evaluation.limit in ("cpu", "memory"):
         result["flags"].append(NO_MODEL)
-        result["error"] = f"the model could not be evaluated ({type(error).__name__})"
+        result["error"] = f"the model could not be evaluated: {evaluation.error}"
         return result
+    if not evaluation.ok:  # crashed or starved: not shown to be the model's doing
+        result["flags"].append(INCONCLUSIVE)
+        result["inconclusive"] = f"run 1's model: its evaluation stopped ({evaluation.limit})"
+        return result
+    measured, noisy, seen = (evaluation.accuracies[name] for name in ("test", "noisy", "standin"))
     result["measured_accuracy"], result["noisy_accuracy"], result["standin_accuracy"] = measured, noisy, seen
     if measured < settings["threshold"]:
         result["flags"].append(BELOW)

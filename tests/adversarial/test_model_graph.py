@@ -487,16 +487,20 @@ def test_a_cnn_is_not_an_mlp() -> None:
 
 # --- what the grader concludes and tells the student ------------------------------------------------
 
-SETTINGS = {"budget_seconds": 300, "threshold": 0.95, "max_noise_drop": 0.1, "report_tolerance": 0.005}
+SETTINGS = {"budget_seconds": 300, "budget_cpu_seconds": 600, "threshold": 0.95, "max_noise_drop": 0.1,
+            "report_tolerance": 0.005, "evaluation_cpu_seconds": 60, "evaluation_memory_mb": 2048}
 
 
 @pytest.fixture(scope="module")
-def tiny_test_split(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    raw = tmp_path_factory.mktemp("raw")
+def tiny_test_split(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A real test split and the stand-in a notebook saw (here: the same images)."""
+    root = tmp_path_factory.mktemp("data")
     images = np.random.default_rng(0).integers(0, 256, (20, 28, 28), dtype=np.uint8)
-    mnist.write_idx(raw / mnist.TEST_IMAGES, images)
-    mnist.write_idx(raw / mnist.TEST_LABELS, np.arange(20, dtype=np.uint8) % 10)
-    return raw
+    for folder in (root / "raw", root / "standin1"):
+        folder.mkdir()
+        mnist.write_idx(folder / mnist.TEST_IMAGES, images)
+        mnist.write_idx(folder / mnist.TEST_LABELS, np.arange(20, dtype=np.uint8) % 10)
+    return root / "raw", root / "standin1"
 
 
 @pytest.mark.parametrize(("export", "flag"), [
@@ -505,20 +509,20 @@ def tiny_test_split(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ("not an export", NOT_MLP),
     (linear_only(10**6, 10**6), NOT_MLP),
 ], ids=["forged", "fails_to_run", "not_an_export", "huge_layer"])
-def test_measure_flags_and_explains(tiny_test_split: Path, export: Any, flag: str) -> None:
+def test_measure_flags_and_explains(tiny_test_split: tuple[Path, Path], export: Any, flag: str) -> None:
     run = RunExport(export=export, names={"MEAN": 0.1, "STD": 0.3, "reported_accuracy": 0.5})
-    result = measure(run, tiny_test_split, SETTINGS, seed=1)
+    result = measure(run, *tiny_test_split, SETTINGS, seed=1)
     assert flag in result["flags"] and "measured_accuracy" not in result
     assert_clean(result["error"])
     assert isinstance(result["architecture"], list) and isinstance(run.weights, str | None)
 
 
-def test_measure_explains_a_non_numeric_mean(tiny_test_split: Path) -> None:
+def test_measure_explains_a_non_numeric_mean(tiny_test_split: tuple[Path, Path]) -> None:
     run = RunExport(export=trace(nn.Sequential(nn.Linear(784, 10))), names={"MEAN": "x" * 10**6, "STD": 0.3})
-    result = measure(run, tiny_test_split, SETTINGS, seed=1)
+    result = measure(run, *tiny_test_split, SETTINGS, seed=1)
     assert result["flags"] == [NO_MODEL] and result["error"].endswith("MEAN and STD must be numbers")
 
 
-def test_measure_grades_an_honest_model(tiny_test_split: Path) -> None:
+def test_measure_grades_an_honest_model(tiny_test_split: tuple[Path, Path]) -> None:
     run = RunExport(export=trace(nn.Sequential(nn.Linear(784, 10))), names={"MEAN": 0.1, "STD": 0.3})
-    assert 0.0 <= measure(run, tiny_test_split, SETTINGS, seed=1)["measured_accuracy"] <= 1.0
+    assert 0.0 <= measure(run, *tiny_test_split, SETTINGS, seed=1)["measured_accuracy"] <= 1.0

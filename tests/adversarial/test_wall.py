@@ -194,6 +194,28 @@ ATTACKS = [
     _answers("agent_answers_not_text", "22", "{'id': request['id'], 'status': 'ok', 'callable': True}"),
     _answers("agent_answers_an_unknown_status", "22",
              "json.dumps({'id': request['id'], 'status': 'passed', 'value': 1})"),
+    # The Jupyter protocol itself: the kernel holds the HMAC key and the grader's request ids.
+    _returns("returns_empty_array_of_huge_shape", "22", "return np.zeros((0, 10**12))"),
+    _returns("returns_a_set", "22", "return {0.5}"),
+    _returns("waits_on_input", "14", "return input('answer? ')"),
+    Attack("forged_idle_before_each_reply", "22", "reference", ALL,
+           "def forge_idle(info):\n    if info.raw_cell.startswith('__autograder_handle('):\n"
+           "        kernel = get_ipython().kernel\n"
+           "        kernel.session.send(kernel.iopub_socket, 'status', {'execution_state': 'idle'}, "
+           "parent=kernel.get_parent())\n"
+           "get_ipython().events.register('pre_run_cell', forge_idle)"),
+    Attack("forged_input_request_on_stdin", "22", "reference", (),
+           "kernel = get_ipython().kernel\n"
+           "kernel.session.send(kernel.stdin_socket, 'input_request', {'prompt': CANARY_SOURCE, 'password': False}, "
+           "parent=kernel.get_parent(), ident=kernel.get_parent()['header']['session'].encode())"),
+    Attack("unsigned_messages_then_more", "22", "reference", (),
+           "import time\nkernel = get_ipython().kernel\nfor _ in range(300):\n"
+           "    kernel.iopub_socket.send_multipart([b'x', b'<IDS|MSG>', b'forged', b'{}', b'{}', b'{}', b'{}'])\n"
+           "time.sleep(5)"),
+    Attack("symlinks_for_the_next_kernels_files", "25", "reference", (),
+           "import os\nipc = os.path.dirname(get_ipython().kernel.parent.connection_file)\n"
+           "for name in ['kernel2.json', 'kernel2-1', 'kernel2-2', 'kernel2-3', 'kernel2-4', 'kernel2-5']:\n"
+           "    os.symlink(CANARY, os.path.join(ipc, name))\nos._exit(1)"),
 ]
 
 
