@@ -115,8 +115,14 @@ def test_leaderboard_ranks_the_eligible_and_pays_the_top_three(graded: dict) -> 
     accuracies = [float(r["accuracy"]) for r in ranked]
     assert accuracies == sorted(accuracies, reverse=True) and len(ranked) >= 3
     eligible_names = {n for n, s in SPECS.items() if s.expect and s.expect["eligible"]} | {"honest_other_seed"}
-    eligible_names -= {"honest_small_mlp"}  # copied: flagged, not ranked
-    assert {Path(r["student"]).stem for r in ranked} == eligible_names
+    ranked_names = {Path(r["student"]).stem for r in ranked}
+    # Possible copies go to the TA: one of each group stays ranked (an original is never removed by
+    # its copy), the others wait under review, listed, until the TA accepts or rejects them.
+    pair = {"honest_small_mlp", "copied_by_someone_else"}
+    assert ranked_names <= eligible_names | {"copied_by_someone_else"} and len(ranked_names & pair) == 1
+    assert eligible_names - ranked_names <= pair | {"reference"}
+    review = (out / "leaderboard.md").read_text().split("## Under review", 1)[1].split("## Not ranked")[0]
+    assert all(name in review for name in pair | {"reference", "reports_wrong_accuracy", "over_budget"})
     copies = {Path(r["student"]).stem: r["flags"] for r in rows if "same" in r["flags"]}
     # A copy, and the reference whose weights two samples share (they train identically, then cheat).
     assert set(copies) == {"honest_small_mlp", "copied_by_someone_else", "reference", "reports_wrong_accuracy",
