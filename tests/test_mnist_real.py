@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -9,13 +10,19 @@ import pytest
 
 from autograder.course import Course
 from autograder.grading.batch import BatchOptions, grade_batch
+from autograder.integrity import mnist
 from autograder.store import Store
 
 
 @pytest.mark.slow
 def test_reference_reaches_its_accuracy_reproducibly_on_real_mnist(built_course: Course, repo_course: Course,
                                                                   engine_pool: Any, tmp_path: Path) -> None:
-    raw = repo_course.mnist_raw_dir()  # a clear error naming AUTOGRADER_DATA when the files are missing
+    # Outside CI a checkout may have no MNIST beside it (a clone under /tmp): say so and skip. In CI
+    # (.ci/run points AUTOGRADER_DATA at the course's data) a missing file is a failure, with the
+    # clear error that names AUTOGRADER_DATA.
+    if not os.environ.get("CI") and not (repo_course.data_dir() / "MNIST" / "raw" / mnist.TEST_LABELS).is_file():
+        pytest.skip(f"no real MNIST in {repo_course.data_dir()}: set AUTOGRADER_DATA to run this test")
+    raw = repo_course.mnist_raw_dir()
     assignment = built_course.assignment("hw4_mnist")
     outcome = grade_batch(assignment, [assignment.submissions_dir / "reference.ipynb"], tmp_path / "out",
                           Store(tmp_path / "db.sqlite"), BatchOptions(progress=False, data_dir=raw),
