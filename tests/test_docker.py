@@ -182,6 +182,27 @@ def test_kernel_start_overhead(backend: dict[str, str]) -> None:
           f"docker {docker:.2f} s ({docker - local:+.2f} s)")
 
 
+def test_the_containers_cpu_time_counts_its_threads_and_children(backend: dict[str, str]) -> None:
+    """hw4's budget in a container: CPU time read from the container's cgroup, so a thread and a
+    child process busy in the background count, and sleeping does not."""
+    from autograder.execution.session import NotebookSession
+    from autograder.sandbox.container import ContainerSandbox
+
+    busy = ("import subprocess, sys, threading, time\n"
+            "spin = 'import time\\nend = time.process_time() + 2\\nwhile time.process_time() < end: pass'\n"
+            "child = subprocess.Popen([sys.executable, '-c', spin])\n"
+            "worker = threading.Thread(target=exec, args=(spin,))\nworker.start()\n"
+            "worker.join(); child.wait()\ntime.sleep(2)")
+    with ContainerSandbox(LIMITS, **backend) as sandbox:
+        session = NotebookSession(sandbox, LIMITS, [busy])
+        try:
+            assert [r.status for r in session.run()] == ["ok"]
+            cpu = sandbox.cpu_seconds()
+        finally:
+            session.close()
+    assert cpu is not None and 4.0 <= cpu < 4.0 + 6.0, cpu  # 2 s + 2 s busy, the sleep not, plus start-up
+
+
 def test_image_holds_no_secret_and_the_host_versions(backend: dict[str, str]) -> None:
     import numpy
     import torch

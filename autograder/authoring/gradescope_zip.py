@@ -16,7 +16,8 @@ The zip is grader material, like Otter's autograder zip: it holds the hidden tes
 The grader and the checks run in run_autograder's (root) process. Where the local sandbox works
 (bubblewrap and a writable cgroup hierarchy), the kernel runs in it as usual; in an unprivileged
 container, as on Gradescope, it runs as `nobody` after the grader material has been made unreadable
-to it, with the container's own limits (a memory limit or network cut-off of our own needs
+to it, and everything nobody left is removed after each kernel (`autograder.sandbox.unprivileged`),
+with the container's own limits (a memory limit or network cut-off of our own needs
 privileges the container does not have).
 
     python -m autograder.authoring.gradescope_zip run SOURCE SUBMISSION_DIR RESULTS_JSON
@@ -42,7 +43,6 @@ ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 PACKAGE = Path(__file__).resolve().parents[1]
 REPO = PACKAGE.parent
 UV_VERSION = "0.13.9"
-NOBODY = 65534
 
 SETUP_SH = """#!/usr/bin/env bash
 # Gradescope runs this once, as root, in /autograder/source, when it builds the autograder image.
@@ -157,29 +157,6 @@ def write_gradescope_zip(assignment: Assignment) -> Path:
 # -- inside Gradescope's container -------------------------------------------------------------------
 
 
-def _unprivileged_sandbox() -> type:
-    """PlainSandbox, with the kernel as nobody: for containers where bubblewrap cannot run."""
-    from autograder.sandbox.plain import PlainSandbox
-
-    class UnprivilegedSandbox(PlainSandbox):
-        def __enter__(self) -> UnprivilegedSandbox:
-            super().__enter__()
-            os.chmod(self.base, 0o711)
-            for path in [self.home, *self.home.rglob("*"), self.ipc]:
-                os.chown(path, NOBODY, NOBODY)
-            return self
-
-        @property
-        def uid(self) -> int:
-            return NOBODY
-
-        def wrap(self, argv: list[str]) -> list[str]:
-            return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--",
-                    *super().wrap(argv)]
-
-    return UnprivilegedSandbox
-
-
 def _pick_notebook(submission: Path, expected: str) -> Path | None:
     notebooks = sorted(p for p in submission.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
     for path in notebooks:
@@ -212,6 +189,7 @@ def run(source: Path, submission: Path, results: Path) -> int:
     from autograder.reports.leaderboard import build_leaderboard, gradescope_entries
     from autograder.sandbox.limits import Limits
     from autograder.sandbox.local import sandbox_problem
+    from autograder.sandbox.unprivileged import UnprivilegedSandbox
 
     material_dir = source / "material"
     meta = json.loads((material_dir / "autograder.json").read_text(encoding="utf-8"))
@@ -237,7 +215,7 @@ def run(source: Path, submission: Path, results: Path) -> int:
             path.mkdir(parents=True, exist_ok=True)
             os.chmod(path, 0o700)
         if not sandboxed:
-            job_module.PlainSandbox = _unprivileged_sandbox()
+            job_module.PlainSandbox = UnprivilegedSandbox
     data_dir = None
     if material.integrity:
         raw = Path(os.environ.get("AUTOGRADER_DATA", source / "data")) / "MNIST" / "raw"

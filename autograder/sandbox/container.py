@@ -16,6 +16,7 @@ API that loses exit codes): `kill_all` and the context's exit remove them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -40,6 +41,8 @@ class _Container:
     cgroup: Path | None = None  # its memory cgroup on the host, once known
     v2: bool = False
     seen_ooms: int = 0  # OOM kills read from the cgroup while it ran
+    cpu: Path | None = None  # the file of its CPU time on the host (v1 cpuacct.usage, v2 cpu.stat)
+    cpu_seconds: float = 0.0  # its CPU time, as last read while it ran
     ooms: int | None = None  # final count, once it has stopped
     removed: bool = False
 
@@ -172,7 +175,15 @@ class ContainerSandbox:
         return total
 
     def cpu_seconds(self) -> float | None:
-        return None  # not read from the container's cgroup yet: budgets use the cells' wall-clock time
+        """CPU time of every container of this sandbox (all processes and threads in it), as read
+        from their cgroups on the host; None if a running one's cannot be read (budgets then use the
+        cells' wall-clock time)."""
+        for container in self.containers:
+            if container.ooms is None:
+                self._probe(container)
+                if container.ooms is None and container.cpu is None:
+                    return None
+        return sum(c.cpu_seconds for c in self.containers)
 
     def peak_memory_mb(self) -> float:
         return self.peak
@@ -187,6 +198,7 @@ class ContainerSandbox:
         running, pid, oom_killed, exit_code = state
         if running and pid > 0:
             container.cgroup, container.v2 = _memory_cgroup(pid)
+            container.cpu = _cpu_file(pid)
             if container.cgroup is not None:
                 self._read_cgroup(container)
             return
@@ -200,6 +212,9 @@ class ContainerSandbox:
 
     def _read_cgroup(self, container: _Container) -> bool:
         path = container.cgroup
+        with contextlib.suppress(OSError, ValueError):
+            if container.cpu is not None:
+                container.cpu_seconds = max(container.cpu_seconds, _read_cpu(container.cpu))
         try:
             if container.v2:
                 fields = (path / "memory.events").read_text().split()
@@ -238,6 +253,29 @@ class ContainerSandbox:
 
 def _nan_to(value: float, default: float) -> float:
     return default if value != value else value
+
+
+def _cpu_file(pid: int) -> Path | None:
+    """The host file of a process's cgroup CPU time: v1 `cpuacct` hierarchy, or v2 unified."""
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if "cpuacct" in controllers.split(","):
+            return CGROUP_ROOT / controllers / path.lstrip("/") / "cpuacct.usage"
+    for line in lines:
+        if line.startswith("0::"):
+            return CGROUP_ROOT / line[3:].lstrip("/") / "cpu.stat"
+    return None
+
+
+def _read_cpu(path: Path) -> float:
+    if path.name == "cpu.stat":
+        fields = path.read_text().split()
+        return int(dict(zip(fields[::2], fields[1::2], strict=False))["usage_usec"]) / 1e6
+    return int(path.read_text()) / 1e9
 
 
 def _memory_cgroup(pid: int) -> tuple[Path | None, bool]:

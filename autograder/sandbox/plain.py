@@ -31,6 +31,8 @@ from autograder.sandbox.prologue import with_prologue
 
 
 class PlainSandbox:
+    forget_keys = False  # the uid is the caller's own: its keys are not the sandbox's to forget
+
     def __init__(self, limits: Limits, home_files: dict[str, bytes] | None = None,
                  data: dict[str, Path] | None = None) -> None:
         self.limits = limits
@@ -81,7 +83,7 @@ class PlainSandbox:
         # A kernel run as root is the host's root in any namespace: only its session keyring is new.
         user_namespace = "skip" if self.uid == 0 else "try"
         return ["/bin/sh", "-c", 'cd "$0" && exec "$@"', str(self.home), "env", "-i", *settings,
-                *with_prologue(argv[0], argv, user_namespace, forget=False)]
+                *with_prologue(argv[0], argv, user_namespace, forget=self.forget_keys)]
 
     def kill_all(self) -> None:
         pass  # the kernel manager kills the kernel process itself
