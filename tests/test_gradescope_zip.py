@@ -71,8 +71,8 @@ from autograder.sandbox.limits import Limits
 from autograder.sandbox.unprivileged import UnprivilegedSandbox
 
 LIMITS = Limits(timeout=600, cell_timeout=240, memory_mb=1024, pids=64, output_kb=256, disk_mb=64)
-WRITER, READER, PROBE, TOKEN = sys.argv[1:5]
-SYSV = json.loads(sys.argv[5])
+WRITER, READER, PROBE = sys.argv[1:4]
+TOKEN, SYSV = os.environ["TOKEN"], json.loads(os.environ["SYSV"])  # not in a command line the reader sees
 
 
 def run(code):
@@ -175,7 +175,7 @@ for nb in /subs/*.ipynb /probe/*.ipynb; do
     cp /autograder/results/results.pkl "/out/$stem.pkl"
 done
 test ! -e /tmp/gradescope-probe.txt  # swept after the kernel: nobody's files do not outlive it
-/autograder/venv/bin/python /probe/driver.py /probe/writer.py /probe/reader.py /probe/probe.py "$TOKEN" "$SYSV"
+/autograder/venv/bin/python /probe/driver.py /probe/writer.py /probe/reader.py /probe/probe.py
 # hw4's zip (its setup.sh installs the very same requirements.txt: checked) with a leaderboard
 cmp /zip/requirements.txt /zip4/requirements.txt
 rm -rf /autograder/source/* /autograder/submission/* /autograder/results/*

@@ -136,12 +136,22 @@ def grade_batch(assignment: Assignment, paths: list[Path], out: Path, store: Sto
             secret = store.secret(assignment.name, submission.sha256) if material.integrity else None
             pending.append(_job(material, submission, limits, version, options, secret))
     if pending:
-        preflight(options.backend, True, Limits(**limits))  # a sandbox that cannot start grades no one
-        for job, record in _grade_pending(pending, executor, options, assignment.name):
-            if record["status"] != FAILED:
-                store.put(record)
-            by_name[job.submission] = record
-            outcome.graded += 1
+        own_pool = executor is None
+        pool = executor or default_executor(min(options.jobs, len(pending)), options.worker_memory_mb)
+        try:
+            if own_pool:  # the workers start and import what the tests need while the canary runs
+                modules = ("torch",) if any("torch" in source for source in material.tests.values()) else ()
+                for _ in range(min(options.jobs, len(pending))):
+                    pool.submit(warm_up, modules)
+            preflight(options.backend, True, Limits(**limits))  # a sandbox that cannot start grades no one
+            for job, record in _grade_pending(pending, pool, options, assignment.name, own_pool=own_pool):
+                if record["status"] != FAILED:
+                    store.put(record)
+                by_name[job.submission] = record
+                outcome.graded += 1
+        finally:
+            if own_pool:
+                pool.shutdown(wait=True, cancel_futures=True)
     outcome.records = [by_name[s.name] for s in submissions]
     if material.integrity:
         publish_leaderboard(assignment.name, material, store, out, outcome.records)
@@ -151,14 +161,24 @@ def grade_batch(assignment: Assignment, paths: list[Path], out: Path, store: Sto
     return outcome
 
 
+def warm_up(modules: tuple[str, ...]) -> None:
+    """Run in a fresh worker: import the grading code (and `modules`) before the first job arrives."""
+    import importlib
+
+    import autograder.checks.runner  # noqa: F401 - imported for its cost, now rather than in a job
+
+    for module in modules:
+        importlib.import_module(module)
+
+
 def _grade_pending(pending: list[GradingJob], executor: Executor | None, options: BatchOptions, name: str,
-                   work: Callable[[GradingJob], dict[str, Any]] = grade_job,
+                   work: Callable[[GradingJob], dict[str, Any]] = grade_job, own_pool: bool | None = None,
                    ) -> Iterator[tuple[GradingJob, dict[str, Any]]]:
     """Each job with its record, as jobs finish. A worker process that dies takes every job it
     was running with it (BrokenProcessPool, in our own pool): those are graded again, then alone,
     in a fresh pool, so an innocent neighbour costs only a retry and the submission that kills its
     worker again is graded "could not be graded" with that reason (stored: not retried forever)."""
-    own_pool = executor is None
+    own_pool = executor is None if own_pool is None else own_pool  # ours: replaced when a worker dies
     pool = executor or default_executor(min(options.jobs, len(pending)), options.worker_memory_mb)
     rounds = [pending]
     suspects: set[str] = set()

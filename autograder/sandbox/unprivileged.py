@@ -29,6 +29,7 @@ import shutil
 import signal
 import stat
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from autograder.sandbox.limits import Limits
@@ -41,6 +42,10 @@ UNSWEPT_TYPES = frozenset({"proc", "sysfs", "cgroup", "cgroup2", "devpts", "debu
                            "nfs4", "cifs", "smb3", "9p", "fuse", "nsfs"})
 KILL_ROUNDS = 200
 IPC_RMID = 0
+
+
+class SandboxLeftovers(RuntimeError):
+    """Something of the kernel's uid survived the sweep: a grader fault, not the student's."""
 
 
 class UnprivilegedSandbox(PlainSandbox):
@@ -59,8 +64,11 @@ class UnprivilegedSandbox(PlainSandbox):
         return self
 
     def __exit__(self, *exc: object) -> None:
-        sweep(self.kernel_uid)
+        left = sweep(self.kernel_uid)
         super().__exit__(*exc)
+        if left:  # the next kernel could find it: no submission may be graded on
+            raise SandboxLeftovers(f"the sandbox could not remove what uid {self.kernel_uid} left: "
+                                   f"{'; '.join(left[:10])}")
 
     @property
     def uid(self) -> int:
@@ -76,26 +84,51 @@ def sweep(uid: int) -> list[str]:
     left = kill_processes(uid)
     for place in writable_places(uid):
         left += _remove_owned(Path(place), uid)
-    left += _remove_sysv(uid)
     return left
 
 
 def kill_processes(uid: int) -> list[str]:
+    """Kill the uid's processes and remove its SysV objects, from a child that is that uid: the
+    owner may remove them where root may not (no CAP_SYS_ADMIN in a container)."""
     for _ in range(KILL_ROUNDS):
+        failed = _as_uid(uid, _kill_all_and_remove_sysv)
+        if failed:
+            return [failed]
         if not _processes_of(uid):
             return []
-        child = os.fork()
-        if child == 0:  # as the uid itself, kill(-1) signals exactly its processes, all at once
-            try:
-                os.setgroups([])
-                os.setgid(uid)
-                os.setuid(uid)
-                os.kill(-1, signal.SIGKILL)
-            finally:
-                os._exit(0)
-        os.waitpid(child, 0)
         time.sleep(0.01)
     return [f"process {pid}" for pid in _processes_of(uid)]
+
+
+def _as_uid(uid: int, work: Callable[[], None]) -> str:
+    """Run `work` in a forked child as `uid`; what went wrong there, or ''."""
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.close(read)
+        try:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            work()
+            code = 0
+        except BaseException as error:  # noqa: BLE001 - reported to the parent, whatever it is
+            os.write(write, f"{type(error).__name__}: {error}".encode()[:1000])
+            code = 1
+        os._exit(code)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        said = pipe.read().decode(errors="replace")
+    os.waitpid(child, 0)
+    return said
+
+
+def _kill_all_and_remove_sysv() -> None:
+    with contextlib.suppress(ProcessLookupError):  # none left but this one
+        os.kill(-1, signal.SIGKILL)  # as the uid: exactly its processes, all at once, not this one
+    left = _remove_sysv(os.getuid())
+    if left:
+        raise OSError(f"could not remove {', '.join(left)}")
 
 
 def _processes_of(uid: int) -> list[int]:
@@ -203,7 +236,7 @@ def _remove_sysv(uid: int) -> list[str]:
     calls = {"shm": lambda i: libc.shmctl(i, IPC_RMID, None), "sem": lambda i: libc.semctl(i, 0, IPC_RMID),
              "msg": lambda i: libc.msgctl(i, IPC_RMID, None)}
     left = []
-    for kind, remove in calls.items():
+    for kind, remove in calls.items():  # the rows are those this uid may see: all, in its namespace
         try:
             rows = Path(f"/proc/sysvipc/{kind}").read_text().splitlines()
         except OSError:
