@@ -39,3 +39,15 @@ def built_course(tmp_path_factory: pytest.TempPathFactory) -> Course:
     with ThreadPoolExecutor(max_workers=2) as pool:
         list(pool.map(lambda a: build(a, run_tests=True), course.assignments()))
     return course
+
+
+# What makes a test slow to start: a built course (the masters' own tests run) or real kernels.
+KERNEL_FIXTURES = frozenset({"built_course", "engine_pool"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that need a built course or the worker pool start real kernels: marked `kernel`, so
+    that `pytest -m "not kernel and not slow and not docker"` is the fast tier (seconds)."""
+    for item in items:
+        if KERNEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.kernel)
