@@ -44,6 +44,8 @@ from autograder.integrity.model_export import EXPORTER_SOURCE, GraphModel
 from autograder.integrity.synthetic import make_synthetic_mnist
 from autograder.sandbox.cgroups import CgroupSet
 
+pytestmark = pytest.mark.process  # child processes that import torch: not the fast tier
+
 REPO = Path(__file__).resolve().parents[1]
 MEAN, STD = 0.1307, 0.3081
 RSS_GROWTH_MB = 150  # what one evaluation may leave in the caller: encoding a ~70 MB export, allocator slack

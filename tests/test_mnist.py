@@ -179,3 +179,15 @@ def test_thread_count_changes_the_weights(built_course: Course, synthetic: Path,
         views = _data_views(synthetic, _standin(synthetic, tmp_path, "a secret", 1))
         hashes.append(_run(job, limits, code, views, _export(material.integrity)).value.weights)
     assert None not in hashes and hashes[0] != hashes[1]
+
+
+def test_a_run_past_its_cpu_budget_is_stopped_there(graded: dict) -> None:
+    """over_budget's endless loop is stopped once the kernel's CPU time passes the budget (not at
+    the cell's clock limit), and its later cells still run: the verdict costs about the budget."""
+    record = graded["records"]["over_budget"]
+    statuses = [cell["status"] for cell in record["cells"]]
+    assert statuses.count("budget") == 1 and "timeout" not in statuses, statuses
+    after = statuses[statuses.index("budget") + 1:]
+    assert after and all(status in ("ok", "error") for status in after), statuses
+    budget = SYNTHETIC_INTEGRITY["budget_cpu_seconds"]  # CPU seconds: the machine's load does not move them
+    assert budget < record["integrity"]["cpu_seconds"] < budget + 10, record["integrity"]

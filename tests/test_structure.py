@@ -21,6 +21,8 @@ from autograder.integrity.model_export import EXPORTER_SOURCE
 from autograder.integrity.structure import MAX_LISTED, convolution_like, non_finite
 from autograder.integrity.synthetic import make_synthetic_mnist
 
+pytestmark = pytest.mark.process  # child processes that import torch: not the fast tier
+
 MEAN, STD = 0.1307, 0.3081
 
 _EXPORTER: dict[str, Any] = {}

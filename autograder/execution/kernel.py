@@ -28,6 +28,7 @@ from autograder.execution.codec import MAX_ITEMS, MAX_TEXT_BYTES
 from autograder.sandbox.limits import Limits
 
 INTERRUPT_GRACE = 5.0  # seconds a kernel gets to come back after an interrupt
+CPU_CHECK_SECONDS = 0.5  # how often a cell with a CPU limit reads the sandbox's CPU time
 MAX_GARBLED = 100  # unreadable messages tolerated from one cell before the kernel is stopped
 FLOOD_FACTOR = 64  # a cell printing this many times its output allowance gets its kernel killed
 # Bridge answers have an allowance of their own (a model's weights exceed a cell's output limit):
@@ -50,7 +51,7 @@ class KernelDied(RuntimeError):
 
 @dataclass
 class CellRun:
-    status: str  # ok | error | timeout | dead | flood
+    status: str  # ok | error | timeout | budget | dead | flood
     seconds: float
     outputs: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None  # "Ename: message" of the student's exception
@@ -60,7 +61,7 @@ class CellRun:
 
     @property
     def kernel_lost(self) -> bool:
-        return self.status in ("dead", "flood") or (self.status == "timeout" and self.error == "killed")
+        return self.status in ("dead", "flood") or (self.status in ("timeout", "budget") and self.error == "killed")
 
 
 class _BoundedSockets:
@@ -146,9 +147,12 @@ class SandboxedKernel:
     def alive(self) -> bool:
         return self.km is not None and self.km.is_alive()
 
-    def execute(self, code: str, timeout: float, reply_mime: str | None = None) -> CellRun:
+    def execute(self, code: str, timeout: float, reply_mime: str | None = None,
+                cpu_limit: float | None = None) -> CellRun:
         """Run `code`. Display messages of `reply_mime` (the bridge's answers, e.g. a model's weights)
-        have an allowance of their own, REPLY_LIMIT, instead of the output limit of a cell."""
+        have an allowance of their own, REPLY_LIMIT, instead of the output limit of a cell.
+        `cpu_limit`: stop the cell (status "budget") once the kernel's CPU time, as the sandbox
+        counts it (threads and children included), passes this many seconds."""
         if not self.alive():
             return CellRun("dead", 0.0, error="the kernel is not running")
         started = time.monotonic()
@@ -157,11 +161,20 @@ class SandboxedKernel:
         allowance = self.limits.output_kb * 1024
         received = kept = garbled = replies = 0
         deadline = started + timeout
+        cpu_checked = started
         while True:
-            remaining = deadline - time.monotonic()
+            now = time.monotonic()
+            remaining = deadline - now
             if remaining <= 0:
                 self._stop_runaway(run, msg_id)
                 break
+            if cpu_limit is not None and now - cpu_checked >= CPU_CHECK_SECONDS:
+                cpu_checked = now
+                used = self.sandbox.cpu_seconds()
+                if used is not None and used > cpu_limit:
+                    self._stop_runaway(run, msg_id)
+                    run.status = "budget" if run.status == "timeout" else run.status
+                    break
             try:
                 msg = self.kc.get_iopub_msg(timeout=min(0.5, remaining))
             except queue.Empty:

@@ -21,7 +21,7 @@ MAX_RESTARTS = 12  # each costs a replay of the good cells; all of it stays with
 @dataclass
 class CellReport:
     index: int  # position among the notebook's code cells
-    status: str  # ok | error | timeout | dead | flood | skipped
+    status: str  # ok | error | timeout | budget | dead | flood | skipped
     seconds: float
     error: str | None = None
     traceback: str | None = None
@@ -36,10 +36,13 @@ class CellReport:
 
 
 class NotebookSession:
-    def __init__(self, sandbox: Any, limits: Limits, code_cells: list[str]) -> None:
+    def __init__(self, sandbox: Any, limits: Limits, code_cells: list[str], cpu_stop: float | None = None) -> None:
+        """`cpu_stop`: the kernel's CPU seconds past which the running cell is stopped (once: the
+        cells after it run as usual), for a budget whose verdict is already decided by then."""
         self.sandbox = sandbox
         self.limits = limits
         self.cells = code_cells
+        self.cpu_stop = cpu_stop
         self.kernel = SandboxedKernel(sandbox, limits)
         self.reports: list[CellReport] = []
         self.restarts = 0
@@ -64,7 +67,9 @@ class NotebookSession:
                                                f"not run: the notebook used its {self.limits.timeout:g} s"))
                 continue
             oom_before = self.sandbox.oom_kills()
-            run = self.kernel.execute(source, min(self.limits.cell_timeout, remaining))
+            run = self.kernel.execute(source, min(self.limits.cell_timeout, remaining), cpu_limit=self.cpu_stop)
+            if run.status == "budget":
+                self.cpu_stop = None
             report = self._report(index, run, remaining)
             if self.sandbox.oom_kills() > oom_before:
                 self.memory_kills += 1
@@ -80,6 +85,8 @@ class NotebookSession:
         if run.status == "timeout":
             limit = min(self.limits.cell_timeout, allowed)
             error = f"the cell ran longer than {limit:g} s and was stopped ({run.error})"
+        elif run.status == "budget":
+            error = f"the notebook used more than its budget of CPU time and the cell was stopped ({run.error})"
         return CellReport(index, run.status, run.seconds, error, run.traceback, run.outputs)
 
     def revive(self) -> bool:

@@ -76,10 +76,10 @@ def _sandbox(job: GradingJob, limits: Limits, data: dict[str, Path] | None) -> A
 
 
 def _run(job: GradingJob, limits: Limits, code: list[str], data: dict[str, Path] | None,
-         work: Callable[[NotebookSession], T]) -> RunOutcome:
+         work: Callable[[NotebookSession], T], cpu_stop: float | None = None) -> RunOutcome:
     """Run the notebook once in a fresh sandbox, then `work` with the live session."""
     with _sandbox(job, limits, data) as sandbox:
-        session = NotebookSession(sandbox, limits, code)
+        session = NotebookSession(sandbox, limits, code, cpu_stop)
         try:
             cells = session.run()
             value = work(session)
@@ -159,10 +159,13 @@ def _integrity(job: GradingJob, limits: Limits, code: list[str], first: training
     if set(result["flags"]) & {training.NO_MODEL, training.NOT_MLP, training.OVER_BUDGET, training.INCONCLUSIVE}:
         result["reproducible"] = None
         return result
-    second = _run(job, limits, code, _data_views(raw, _standin(raw, standins, secret, 2)), _export(settings)).value
+    rerun_stop = training.RERUN_CPU_FACTOR * settings["budget_cpu_seconds"]
+    second = _run(job, limits, code, _data_views(raw, _standin(raw, standins, secret, 2)), _export(settings),
+                  rerun_stop).value
     third = None
     if second.weights != first.weights and not second.stopped_by_clock:
-        third = _run(job, limits, code, _data_views(raw, _standin(raw, standins, secret, 3)), _export(settings)).value
+        third = _run(job, limits, code, _data_views(raw, _standin(raw, standins, secret, 3)), _export(settings),
+                     rerun_stop).value
     comparison = training.compare_runs(first, second, third)
     result["flags"] = result["flags"] + comparison.pop("flags", [])
     result.update(comparison)
@@ -204,7 +207,9 @@ def grade_job(job: GradingJob) -> dict[str, Any]:
         data = None
         if job.integrity and job.data_dir:
             data = _data_views(Path(job.data_dir), _standin(Path(job.data_dir), standins, secret, 1))
-        first = _run(job, limits, parsed.code_cells, data, _graded_run(job, questions))
+        # Run 1 past its CPU budget is over budget whatever it does next: its cell is stopped there.
+        budget = job.integrity["budget_cpu_seconds"] if job.integrity and job.include_hidden else None
+        first = _run(job, limits, parsed.code_cells, data, _graded_run(job, questions), budget)
         record["cells"] = [c.to_dict() for c in first.cells]
         record["restarts"], record["peak_memory_mb"] = first.restarts, first.peak_memory_mb
         results, first_export = first.value

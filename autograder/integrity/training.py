@@ -45,7 +45,10 @@ EXPLAIN = {
     INCONCLUSIVE: "inconclusive (a grading run was stopped by a clock limit or ran differently; the machine's "
                   "fault, not necessarily yours): the course staff will grade it again",
 }
-CLOCK_STOPS = ("timeout", "skipped")  # cell outcomes that depend on the machine's speed, not the notebook
+# Cell outcomes a limit imposed (the clock, or the CPU budget stopping a run that has used it up):
+# a run that ends so is no evidence either way.
+CLOCK_STOPS = ("timeout", "skipped", "budget")
+RERUN_CPU_FACTOR = 1.5  # runs 2 and 3 are stopped at this many times the budget (run 1: at the budget)
 MAX_TEXT = 200  # characters of a non-number the notebook reported that a record keeps
 
 

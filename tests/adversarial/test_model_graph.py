@@ -509,6 +509,7 @@ def tiny_test_split(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pat
     ("not an export", NOT_MLP),
     (linear_only(10**6, 10**6), NOT_MLP),
 ], ids=["forged", "fails_to_run", "not_an_export", "huge_layer"])
+@pytest.mark.process
 def test_measure_flags_and_explains(tiny_test_split: tuple[Path, Path], export: Any, flag: str) -> None:
     run = RunExport(export=export, names={"MEAN": 0.1, "STD": 0.3, "reported_accuracy": 0.5})
     result = measure(run, *tiny_test_split, SETTINGS, seed=1)
@@ -517,12 +518,14 @@ def test_measure_flags_and_explains(tiny_test_split: tuple[Path, Path], export: 
     assert isinstance(result["architecture"], list) and isinstance(run.weights, str | None)
 
 
+@pytest.mark.process
 def test_measure_explains_a_non_numeric_mean(tiny_test_split: tuple[Path, Path]) -> None:
     run = RunExport(export=trace(nn.Sequential(nn.Linear(784, 10))), names={"MEAN": "x" * 10**6, "STD": 0.3})
     result = measure(run, *tiny_test_split, SETTINGS, seed=1)
     assert result["flags"] == [NO_MODEL] and result["error"].endswith("MEAN and STD must be numbers")
 
 
+@pytest.mark.process
 def test_measure_grades_an_honest_model(tiny_test_split: tuple[Path, Path]) -> None:
     run = RunExport(export=trace(nn.Sequential(nn.Linear(784, 10))), names={"MEAN": 0.1, "STD": 0.3})
     assert 0.0 <= measure(run, *tiny_test_split, SETTINGS, seed=1)["measured_accuracy"] <= 1.0
