@@ -60,7 +60,7 @@ def test_grade_command_then_sigkill_then_resume_loses_and_duplicates_nothing(
     process.wait()
     assert 2 <= stored < 9, "the kill should land mid-batch"
 
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    done = subprocess.run([*command[:-1], "2"], capture_output=True, text=True, timeout=600)  # resumed with 2 jobs
     assert done.returncode == 0, done.stdout + done.stderr
     assert "from the store" in done.stdout
     with sqlite3.connect(db) as conn:
@@ -88,24 +88,30 @@ def test_two_grade_processes_share_one_store(built_course: Course, class_folder:
     assert count == _distinct(class_folder)
 
 
-def test_order_and_jobs_do_not_change_any_grade(built_course: Course, class_folder: Path, engine_pool: Any,
-                                                tmp_path: Path) -> None:
-    files = sorted(class_folder.glob("*.ipynb"))
-    assignment = built_course.assignment(HW)
-    one = grade_batch(assignment, files, tmp_path / "one", Store(tmp_path / "a.sqlite"),
+@pytest.fixture(scope="module")
+def graded_with_two_jobs(built_course: Course, class_folder: Path, engine_pool: Any,
+                         tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The class graded once, two jobs at a time, into a store of its own."""
+    work = tmp_path_factory.mktemp("two-jobs")
+    store = Store(work / "db.sqlite")
+    outcome = grade_batch(built_course.assignment(HW), sorted(class_folder.glob("*.ipynb")), work / "out", store,
+                          BatchOptions(progress=False, jobs=2), executor=engine_pool)
+    return {"outcome": outcome, "store": store, "out": work / "out"}
+
+
+def test_order_and_jobs_do_not_change_any_grade(built_course: Course, class_folder: Path,
+                                                graded_with_two_jobs: dict[str, Any], tmp_path: Path) -> None:
+    files = sorted(class_folder.glob("*.ipynb"), reverse=True)  # the other order, one job at a time
+    one = grade_batch(built_course.assignment(HW), files, tmp_path / "one", Store(tmp_path / "a.sqlite"),
                       BatchOptions(jobs=1, progress=False))
-    two = grade_batch(assignment, list(reversed(files)), tmp_path / "two", Store(tmp_path / "b.sqlite"),
-                      BatchOptions(jobs=2, progress=False), executor=engine_pool)
-    assert _grades(tmp_path / "one") == _grades(tmp_path / "two")
-    assert {r["submission"] for r in one.records} == {r["submission"] for r in two.records}
+    assert _grades(tmp_path / "one") == _grades(graded_with_two_jobs["out"])
+    assert {r["submission"] for r in one.records} == {r["submission"] for r in graded_with_two_jobs["outcome"].records}
 
 
 def test_rerun_of_an_unchanged_class_grades_nothing(built_course: Course, class_folder: Path, engine_pool: Any,
-                                                    tmp_path: Path) -> None:
+                                                    graded_with_two_jobs: dict[str, Any], tmp_path: Path) -> None:
     assignment = built_course.assignment(HW)
-    store = Store(tmp_path / "db.sqlite")
-    first = grade_batch(assignment, [class_folder], tmp_path / "out", store, BatchOptions(progress=False),
-                        executor=engine_pool)
+    first, store = graded_with_two_jobs["outcome"], graded_with_two_jobs["store"]
     again = grade_batch(assignment, [class_folder], tmp_path / "out", store, BatchOptions(progress=False),
                         executor=engine_pool)
     assert (first.graded, first.cached) == (10, 0)

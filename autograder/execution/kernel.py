@@ -148,7 +148,7 @@ class SandboxedKernel:
         return self.km is not None and self.km.is_alive()
 
     def execute(self, code: str, timeout: float, reply_mime: str | None = None,
-                cpu_limit: float | None = None) -> CellRun:
+                cpu_limit: float | None = None, store_history: bool = True) -> CellRun:
         """Run `code`. Display messages of `reply_mime` (the bridge's answers, e.g. a model's weights)
         have an allowance of their own, REPLY_LIMIT, instead of the output limit of a cell.
         `cpu_limit`: stop the cell (status "budget") once the kernel's CPU time, as the sandbox
@@ -156,7 +156,7 @@ class SandboxedKernel:
         if not self.alive():
             return CellRun("dead", 0.0, error="the kernel is not running")
         started = time.monotonic()
-        msg_id = self.kc.execute(code, store_history=True, allow_stdin=False, stop_on_error=False)
+        msg_id = self.kc.execute(code, store_history=store_history, allow_stdin=False, stop_on_error=False)
         run = CellRun("ok", 0.0)
         allowance = self.limits.output_kb * 1024
         received = kept = garbled = replies = 0

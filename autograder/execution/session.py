@@ -9,6 +9,7 @@ only what depends on it. Everything is bounded by the whole-notebook time limit.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,13 +37,17 @@ class CellReport:
 
 
 class NotebookSession:
-    def __init__(self, sandbox: Any, limits: Limits, code_cells: list[str], cpu_stop: float | None = None) -> None:
+    def __init__(self, sandbox: Any, limits: Limits, code_cells: list[str], cpu_stop: float | None = None,
+                 first_start: Callable[[SandboxedKernel], None] | None = None) -> None:
         """`cpu_stop`: the kernel's CPU seconds past which the running cell is stopped (once: the
-        cells after it run as usual), for a budget whose verdict is already decided by then."""
+        cells after it run as usual), for a budget whose verdict is already decided by then.
+        `first_start`: starts the kernel the first time instead of `SandboxedKernel.start` (the
+        grader's canary check of the sandbox)."""
         self.sandbox = sandbox
         self.limits = limits
         self.cells = code_cells
         self.cpu_stop = cpu_stop
+        self.first_start = first_start
         self.kernel = SandboxedKernel(sandbox, limits)
         self.reports: list[CellReport] = []
         self.restarts = 0
@@ -59,7 +64,7 @@ class NotebookSession:
 
     def run(self) -> list[CellReport]:
         self.started = time.monotonic()
-        self.kernel.start()
+        (self.first_start or SandboxedKernel.start)(self.kernel)
         for index, source in enumerate(self.cells):
             remaining = self._remaining()
             if remaining <= 0:

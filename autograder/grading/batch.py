@@ -23,7 +23,7 @@ from typing import Any
 from autograder.course import Assignment, CourseError
 from autograder.grading.job import FAILED, INVALID, GradingJob, grade_job
 from autograder.grading.material import Material, grader_code_digest
-from autograder.grading.preflight import preflight
+from autograder.grading.preflight import SandboxFault, preflight
 from autograder.intake.collect import Submission, collect
 from autograder.reports.feedback import write_feedback
 from autograder.reports.grades_csv import write_grades_csv
@@ -136,6 +136,7 @@ def grade_batch(assignment: Assignment, paths: list[Path], out: Path, store: Sto
             secret = store.secret(assignment.name, submission.sha256) if material.integrity else None
             pending.append(_job(material, submission, limits, version, options, secret))
     if pending:
+        import_in_background(("matplotlib.pyplot",))  # the reports' plots, while the jobs run
         own_pool = executor is None
         pool = executor or default_executor(min(options.jobs, len(pending)), options.worker_memory_mb)
         try:
@@ -143,7 +144,12 @@ def grade_batch(assignment: Assignment, paths: list[Path], out: Path, store: Sto
                 modules = ("torch",) if any("torch" in source for source in material.tests.values()) else ()
                 for _ in range(min(options.jobs, len(pending))):
                     pool.submit(warm_up, modules)
-            preflight(options.backend, True, Limits(**limits))  # a sandbox that cannot start grades no one
+            # A sandbox that cannot start grades no one: a canary first, or (a batch of one) the
+            # submission's own first kernel start is the canary.
+            if len(pending) == 1:
+                pending[0] = replace(pending[0], canary=True)
+            else:
+                preflight(options.backend, True, Limits(**limits))
             for job, record in _grade_pending(pending, pool, options, assignment.name, own_pool=own_pool):
                 if record["status"] != FAILED:
                     store.put(record)
@@ -162,13 +168,27 @@ def grade_batch(assignment: Assignment, paths: list[Path], out: Path, store: Sto
 
 
 def warm_up(modules: tuple[str, ...]) -> None:
-    """Run in a fresh worker: import the grading code (and `modules`) before the first job arrives."""
+    """Run in a fresh worker first: import the grading code now, and `modules` (torch, for the
+    hidden tests) in the background, while the first job's kernel runs its notebook."""
+    import autograder.grading.job  # noqa: F401 - imported for its cost, now rather than in a job
+
+    import_in_background(modules)
+
+
+def import_in_background(modules: tuple[str, ...]) -> None:
+    """Import `modules` in a daemon thread: whoever imports one meanwhile waits for it (the import
+    lock), everyone else goes on."""
     import importlib
+    import threading
 
-    import autograder.checks.runner  # noqa: F401 - imported for its cost, now rather than in a job
+    def work() -> None:
+        for module in modules:
+            try:
+                importlib.import_module(module)
+            except ImportError:
+                pass  # the import that needs it reports it
 
-    for module in modules:
-        importlib.import_module(module)
+    threading.Thread(target=work, name="import-in-background", daemon=True).start()
 
 
 def _grade_pending(pending: list[GradingJob], executor: Executor | None, options: BatchOptions, name: str,
@@ -192,6 +212,8 @@ def _grade_pending(pending: list[GradingJob], executor: Executor | None, options
                 job = futures[future]
                 try:
                     yield job, future.result()
+                except SandboxFault:
+                    raise  # the sandbox, not the submission: stop before anything more is graded
                 except BrokenProcessPool as error:
                     broken = True
                     if not own_pool:  # not ours to replace: the job is retried by the next run

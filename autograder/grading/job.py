@@ -6,6 +6,7 @@ Assignments with a trained model (hw4) add the integrity runs: see integrity.tra
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 import shutil
@@ -22,13 +23,13 @@ from autograder.checks.testfiles import load_questions
 from autograder.execution.bridge import Bridge, StudentCodeError
 from autograder.execution.session import CellReport, NotebookSession
 from autograder.grading.material import grader_code_digest
+from autograder.grading.preflight import SandboxFault, start_as_canary
 from autograder.intake.notebook import InvalidSubmission, parse_notebook
 from autograder.integrity import mnist, training
 from autograder.integrity.model_export import EXPORTER_SOURCE
 from autograder.integrity.similarity import code_fingerprints
+from autograder.sandbox.factory import make_sandbox
 from autograder.sandbox.limits import Limits
-from autograder.sandbox.local import LocalSandbox
-from autograder.sandbox.plain import PlainSandbox
 
 GRADED, INVALID, FAILED = "graded", "invalid", "failed"
 T = TypeVar("T")
@@ -51,6 +52,7 @@ class GradingJob:
     data_dir: str | None = None  # folder with the MNIST IDX files, on the machine that runs the job
     backend: dict[str, Any] | None = None  # None: the local sandbox; else container settings (kind, engine, image)
     secret: str | None = None  # the grader's secret choosing hw4's stand-in test splits (kept in the store)
+    canary: bool = False  # its first kernel checks the sandbox for the batch (a batch of one: no preflight)
 
 
 @dataclass
@@ -61,25 +63,17 @@ class RunOutcome:
     value: Any
 
 
-def sandbox_factory(backend: dict[str, Any] | None, sandboxed: bool) -> Callable[..., Any]:
-    """What makes a job's sandbox: `factory(limits, home_files, data)`, entered with `with`."""
-    if backend:
-        from autograder.sandbox.container import ContainerSandbox
-
-        return lambda limits, home_files, data: ContainerSandbox(limits, home_files, data, **backend)
-    wall = LocalSandbox if sandboxed else PlainSandbox  # looked up now: Gradescope's runtime swaps PlainSandbox
-    return lambda limits, home_files, data: wall(limits, home_files, data)
-
-
 def _sandbox(job: GradingJob, limits: Limits, data: dict[str, Path] | None) -> Any:
-    return sandbox_factory(job.backend, job.sandboxed)(limits, job.home_files, data)
+    return make_sandbox(job.backend, job.sandboxed, limits, job.home_files, data)
 
 
 def _run(job: GradingJob, limits: Limits, code: list[str], data: dict[str, Path] | None,
-         work: Callable[[NotebookSession], T], cpu_stop: float | None = None) -> RunOutcome:
-    """Run the notebook once in a fresh sandbox, then `work` with the live session."""
+         work: Callable[[NotebookSession], T], cpu_stop: float | None = None, canary: bool = False) -> RunOutcome:
+    """Run the notebook once in a fresh sandbox, then `work` with the live session. `canary`: its
+    kernel's start is the batch's check of the sandbox (SandboxFault stops the batch)."""
     with _sandbox(job, limits, data) as sandbox:
-        session = NotebookSession(sandbox, limits, code, cpu_stop)
+        start = functools.partial(start_as_canary, sandbox) if canary else None
+        session = NotebookSession(sandbox, limits, code, cpu_stop, start)
         try:
             cells = session.run()
             value = work(session)
@@ -209,7 +203,7 @@ def grade_job(job: GradingJob) -> dict[str, Any]:
             data = _data_views(Path(job.data_dir), _standin(Path(job.data_dir), standins, secret, 1))
         # Run 1 past its CPU budget is over budget whatever it does next: its cell is stopped there.
         budget = job.integrity["budget_cpu_seconds"] if job.integrity and job.include_hidden else None
-        first = _run(job, limits, parsed.code_cells, data, _graded_run(job, questions), budget)
+        first = _run(job, limits, parsed.code_cells, data, _graded_run(job, questions), budget, job.canary)
         record["cells"] = [c.to_dict() for c in first.cells]
         record["restarts"], record["peak_memory_mb"] = first.restarts, first.peak_memory_mb
         results, first_export = first.value
@@ -218,6 +212,8 @@ def grade_job(job: GradingJob) -> dict[str, Any]:
             integrity = _integrity(job, limits, parsed.code_cells, first_export, standins, secret)
             record["integrity"] = integrity
             record["questions"] += training.integrity_questions(integrity, job.integrity)
+    except SandboxFault:
+        raise  # the grader's fault, not this submission's: the batch stops, nothing is recorded
     except Exception as error:  # noqa: BLE001 - a job must always come back with a record
         record["status"] = FAILED
         record["message"] = f"the grader failed on this submission: {type(error).__name__}: {error}"

@@ -15,7 +15,7 @@ from typing import Any
 
 from autograder.course import CourseError
 from autograder.execution.kernel import KernelDied, SandboxedKernel
-from autograder.grading.job import sandbox_factory
+from autograder.sandbox.factory import sandbox_factory
 from autograder.sandbox.limits import Limits
 
 CANARY_CELL = "print(6 * 7)"
@@ -28,6 +28,31 @@ class SandboxFault(CourseError):
 
 def check_sandbox(sandbox: Any, limits: Limits) -> None:
     """`sandbox` is an entered sandbox; raise SandboxFault unless a kernel starts and runs a cell."""
+    _check_program(sandbox)
+    kernel = SandboxedKernel(sandbox, limits)
+    try:
+        start_as_canary(sandbox, kernel)
+    finally:
+        kernel.shutdown()
+
+
+def start_as_canary(sandbox: Any, kernel: SandboxedKernel) -> None:
+    """Start `kernel` and run the canary cell in it (not in its history), or raise SandboxFault with
+    what the sandbox said. A batch of one submission does this with the submission's own kernel,
+    before its first cell: the canary then costs no kernel of its own."""
+    try:
+        kernel.start(timeout=START_TIMEOUT)
+    except KernelDied as error:
+        _check_program(sandbox)  # the sandbox's own words, when even a plain program fails in it
+        raise SandboxFault(_advice(f"a kernel did not start inside the sandbox ({error})")) from None
+    run = kernel.execute(CANARY_CELL, timeout=START_TIMEOUT, store_history=False)
+    printed = "".join(out.get("text", "") for out in run.outputs if out.get("output_type") == "stream")
+    if run.status != "ok" or printed.strip() != "42":
+        raise SandboxFault(_advice(f"a kernel in the sandbox could not run a trivial cell ({run.status}: "
+                                   f"{run.error or printed.strip()[:200]})"))
+
+
+def _check_program(sandbox: Any) -> None:
     command = sandbox.wrap([sys.executable, "-c", CANARY_CELL])
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=START_TIMEOUT)
@@ -36,18 +61,6 @@ def check_sandbox(sandbox: Any, limits: Limits) -> None:
     if done.returncode != 0 or done.stdout.strip() != "42":
         said = (done.stderr.strip() or done.stdout.strip() or f"exit status {done.returncode}")[-1500:]
         raise SandboxFault(_advice(f"a trivial program failed inside the sandbox: {said}"))
-    kernel = SandboxedKernel(sandbox, limits)
-    try:
-        kernel.start(timeout=START_TIMEOUT)
-        run = kernel.execute(CANARY_CELL, timeout=START_TIMEOUT)
-    except KernelDied as error:
-        raise SandboxFault(_advice(f"a kernel did not start inside the sandbox ({error})")) from None
-    finally:
-        kernel.shutdown()
-    printed = "".join(out.get("text", "") for out in run.outputs if out.get("output_type") == "stream")
-    if run.status != "ok" or printed.strip() != "42":
-        raise SandboxFault(_advice(f"a kernel in the sandbox could not run a trivial cell ({run.status}: "
-                                   f"{run.error or printed.strip()[:200]})"))
 
 
 def _advice(cause: str) -> str:

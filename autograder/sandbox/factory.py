@@ -1,0 +1,37 @@
+"""Which sandbox a grading job gets, from its plain-data settings (they cross to any worker)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from autograder.sandbox.limits import Limits
+
+UNPRIVILEGED = "unprivileged"  # backend kind: Gradescope's container, where bubblewrap cannot run
+
+
+def sandbox_factory(backend: dict[str, Any] | None, sandboxed: bool) -> Callable[..., Any]:
+    """What makes a job's sandbox: `factory(limits, home_files, data)`, entered with `with`.
+    `backend`: None (the local sandbox, or with `sandboxed` false the plain one), a container
+    engine's settings, or {"kind": "unprivileged"}."""
+    if backend and backend.get("kind") == UNPRIVILEGED:
+        from autograder.sandbox.unprivileged import UnprivilegedSandbox
+
+        return lambda limits, home_files, data: UnprivilegedSandbox(limits, home_files, data)
+    if backend:
+        from autograder.sandbox.container import ContainerSandbox
+
+        return lambda limits, home_files, data: ContainerSandbox(limits, home_files, data, **backend)
+    if sandboxed:
+        from autograder.sandbox.local import LocalSandbox
+
+        return lambda limits, home_files, data: LocalSandbox(limits, home_files, data)
+    from autograder.sandbox.plain import PlainSandbox
+
+    return lambda limits, home_files, data: PlainSandbox(limits, home_files, data)
+
+
+def make_sandbox(backend: dict[str, Any] | None, sandboxed: bool, limits: Limits, home_files: dict[str, bytes],
+                 data: dict[str, Path] | None) -> Any:
+    return sandbox_factory(backend, sandboxed)(limits, home_files, data)
