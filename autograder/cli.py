@@ -51,6 +51,20 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
+    from autograder.grading.workers import start_workers, warm_modules
+
+    course = _course(args)
+    assignment = course.assignment(args.assignment)
+    # The first worker starts (and imports) while this process imports the rest and reads the class.
+    tests = {p.name: p.read_text(encoding="utf-8") for p in sorted(assignment.tests_dir.glob("*.py"))}
+    started = start_workers(args.jobs, warm_modules(tests))
+    try:
+        return _grade(args, course, assignment, started)
+    finally:
+        started[0].shutdown(cancel_futures=True)
+
+
+def _grade(args: argparse.Namespace, course: Course, assignment: Assignment, started: tuple) -> int:
     from pathlib import Path
 
     from autograder.grading.batch import BatchOptions, grade_batch
@@ -61,14 +75,12 @@ def cmd_grade(args: argparse.Namespace) -> int:
     problem = sandbox_problem() if backend is None else None
     if problem:
         raise CourseError(f"cannot grade without the sandbox: {problem}")
-    course = _course(args)
-    assignment = course.assignment(args.assignment)
     out = Path(args.out)
     store = Store(Path(args.db) if args.db else out / "results.sqlite")
     data = course.mnist_raw_dir(args.data) if _needs_data(assignment) else None
     options = BatchOptions(overrides=_overrides(args), jobs=args.jobs, regrade=args.regrade, data_dir=data,
                            backend=backend)
-    outcome = grade_batch(assignment, [Path(p) for p in args.submissions], out, store, options)
+    outcome = grade_batch(assignment, [Path(p) for p in args.submissions], out, store, options, warm_pool=started)
     ungraded = outcome.ungraded
     print(f"{assignment.name}: {len(outcome.records)} submission(s): {outcome.graded} graded now, "
           f"{outcome.cached} from the store, {len(ungraded)} could not be graded; {outcome.seconds:.1f} s")

@@ -11,8 +11,9 @@ from typing import Any
 from autograder.authoring.build import build
 from autograder.authoring.samples import SampleSpec, load_specs
 from autograder.course import Course
-from autograder.grading.batch import BatchOptions, default_executor, grade_batch
+from autograder.grading.batch import BatchOptions, grade_batch
 from autograder.grading.material import Material
+from autograder.grading.workers import default_executor
 from autograder.integrity.synthetic import SYNTHETIC_INTEGRITY, SYNTHETIC_LIMITS, write_synthetic_mnist
 from autograder.integrity.training import eligible
 from autograder.reports.scores import fmt, possible, total

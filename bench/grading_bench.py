@@ -26,9 +26,10 @@ from pathlib import Path
 import nbformat
 
 from autograder.course import Course
-from autograder.grading.batch import BatchOptions, default_executor, grade_batch
+from autograder.grading.batch import BatchOptions, grade_batch
 from autograder.grading.job import GradingJob, grade_job
 from autograder.grading.material import Material
+from autograder.grading.workers import default_executor
 from autograder.sandbox.limits import Limits
 from autograder.store import Store
 

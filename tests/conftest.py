@@ -23,7 +23,7 @@ def repo_course() -> Course:
 @pytest.fixture(scope="session")
 def engine_pool() -> Iterator[Executor]:
     """One worker pool for the whole session (workers import torch once), two jobs at a time."""
-    from autograder.grading.batch import default_executor
+    from autograder.grading.workers import default_executor
 
     pool = default_executor(2)
     yield pool

@@ -21,12 +21,10 @@ def __autograder_make_agent():
     {codec}
     MIME = "{mime}"
     namespace = get_ipython().user_ns
-    to_tensor = None
-    try:
-        import torch
-        to_tensor = torch.from_numpy
-    except ImportError:
-        pass
+
+    def to_tensor(array):
+        import torch  # only once the grader sends a tensor: a notebook without torch never pays for it
+        return torch.from_numpy(array)
 
     def rebuild_function(payload):
         scope = {{name: importlib.import_module(module) for name, module in payload["modules"].items()}}

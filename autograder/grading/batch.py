@@ -8,13 +8,12 @@ writes to the store.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import Executor, Future, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,6 +23,13 @@ from autograder.course import Assignment, CourseError
 from autograder.grading.job import FAILED, INVALID, GradingJob, grade_job
 from autograder.grading.material import Material, grader_code_digest
 from autograder.grading.preflight import SandboxFault, preflight
+from autograder.grading.workers import (
+    WORKER_MEMORY_MB,
+    default_executor,
+    import_in_background,
+    warm_modules,
+    warm_up,
+)
 from autograder.intake.collect import Submission, collect
 from autograder.reports.feedback import write_feedback
 from autograder.reports.grades_csv import write_grades_csv
@@ -38,9 +44,6 @@ from autograder.reports.leaderboard import (
 from autograder.reports.summary import write_summary
 from autograder.sandbox.limits import Limits
 from autograder.store import Store
-
-# What one grading worker may hold: an honest hw3 job peaks near 0.6 GB (bench/wall_memory.py).
-WORKER_MEMORY_MB = 6144
 
 
 @dataclass
@@ -98,21 +101,10 @@ def _failed_record(job: GradingJob, error: BaseException) -> dict[str, Any]:
             "questions": [], "cells": [], "restarts": 0, "peak_memory_mb": None, "seconds": 0.0}
 
 
-def _confine_worker(memory_mb: int) -> None:
-    from autograder.sandbox.cgroups import confine_this_process
-
-    confine_this_process(f"worker-{os.getpid()}", memory_mb)
-
-
-def default_executor(jobs: int, worker_memory_mb: int = WORKER_MEMORY_MB) -> Executor:
-    # spawn: workers start clean (no inherited threads or kernels), as they would on another machine.
-    # Each worker is held to its own memory limit where cgroups allow: see confine_this_process.
-    return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_confine_worker, initargs=(worker_memory_mb,))
-
-
 def grade_batch(assignment: Assignment, paths: list[Path], out: Path, store: Store, options: BatchOptions,
-                executor: Executor | None = None) -> BatchOutcome:
+                executor: Executor | None = None, warm_pool: tuple[Executor, Future] | None = None) -> BatchOutcome:
+    """`executor`: someone else's (a shared pool, a cluster's); `warm_pool`: a pool of this batch's
+    own that the caller already started (`workers.start_workers`), with its first worker's warm-up."""
     started = time.monotonic()
     material = Material.load(assignment)
     if material.integrity and options.data_dir is None:
@@ -135,15 +127,19 @@ def grade_batch(assignment: Assignment, paths: list[Path], out: Path, store: Sto
         else:
             secret = store.secret(assignment.name, submission.sha256) if material.integrity else None
             pending.append(_job(material, submission, limits, version, options, secret))
+    if warm_pool is not None and not pending:
+        warm_pool[0].shutdown(cancel_futures=True)
     if pending:
         import_in_background(("matplotlib.pyplot",))  # the reports' plots, while the jobs run
         own_pool = executor is None
-        pool = executor or default_executor(min(options.jobs, len(pending)), options.worker_memory_mb)
+        pool = executor or (warm_pool[0] if warm_pool else
+                            default_executor(min(options.jobs, len(pending)), options.worker_memory_mb))
         try:
-            if own_pool:  # the workers start and import what the tests need while the canary runs
-                modules = ("torch",) if any("torch" in source for source in material.tests.values()) else ()
+            if warm_pool is not None:
+                warm_pool[1].result()  # its worker is idle now: the first job goes to it, not to a new one
+            elif own_pool:  # the workers start and import what the tests need while the canary runs
                 for _ in range(min(options.jobs, len(pending))):
-                    pool.submit(warm_up, modules)
+                    pool.submit(warm_up, warm_modules(material.tests))
             # A sandbox that cannot start grades no one: a canary first, or (a batch of one) the
             # submission's own first kernel start is the canary.
             if len(pending) == 1:
@@ -165,30 +161,6 @@ def grade_batch(assignment: Assignment, paths: list[Path], out: Path, store: Sto
         write_reports(assignment.name, outcome.records, out)
     outcome.seconds = time.monotonic() - started
     return outcome
-
-
-def warm_up(modules: tuple[str, ...]) -> None:
-    """Run in a fresh worker first: import the grading code now, and `modules` (torch, for the
-    hidden tests) in the background, while the first job's kernel runs its notebook."""
-    import autograder.grading.job  # noqa: F401 - imported for its cost, now rather than in a job
-
-    import_in_background(modules)
-
-
-def import_in_background(modules: tuple[str, ...]) -> None:
-    """Import `modules` in a daemon thread: whoever imports one meanwhile waits for it (the import
-    lock), everyone else goes on."""
-    import importlib
-    import threading
-
-    def work() -> None:
-        for module in modules:
-            try:
-                importlib.import_module(module)
-            except ImportError:
-                pass  # the import that needs it reports it
-
-    threading.Thread(target=work, name="import-in-background", daemon=True).start()
 
 
 def _grade_pending(pending: list[GradingJob], executor: Executor | None, options: BatchOptions, name: str,

@@ -133,6 +133,7 @@ def confine_this_process(name: str, memory_mb: int) -> bool:
         path.mkdir(parents=True, exist_ok=True)
         (path / "memory.limit_in_bytes").write_text(limit)
     (path / "cgroup.procs").write_text(str(os.getpid()))
+    _remove_dead_workers(path.parent)
 
     def leave() -> None:
         try:
@@ -143,3 +144,14 @@ def confine_this_process(name: str, memory_mb: int) -> bool:
 
     atexit.register(leave)
     return True
+
+
+def _remove_dead_workers(folder: Path) -> None:
+    """The cgroups of workers that were killed (SIGKILL runs no exit handler): empty, their pid gone."""
+    for stale in folder.glob("worker-*"):
+        pid = stale.name.removeprefix("worker-")
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            try:
+                stale.rmdir()  # refused while any process is in it
+            except OSError:
+                pass
