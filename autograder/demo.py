@@ -3,6 +3,7 @@ grading engine, and print each grade next to the grade the sample is meant to ge
 
 from __future__ import annotations
 
+import sys
 import time
 from concurrent.futures import Executor
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 
 from autograder.authoring.build import build
 from autograder.authoring.samples import SampleSpec, load_specs
-from autograder.course import Course
+from autograder.course import Assignment, Course
 from autograder.grading.batch import BatchOptions, grade_batch
 from autograder.grading.material import Material
 from autograder.grading.workers import default_executor
@@ -80,30 +81,47 @@ def run_demo(course: Course, jobs: int = 2, out: Path | None = None, data: Path 
 
 def _grade_all(course: Course, jobs: int, out: Path, store: Store, pool: Executor, raw: Path,
                overrides: dict[str, Any], integrity: dict[str, Any]) -> int:
+    from tqdm import tqdm
+
     mismatches = 0
-    for assignment in course.assignments():
-        t0 = time.monotonic()
-        build(assignment, run_tests=False)
-        specs = load_specs(assignment)
-        paths = [assignment.submissions_dir / f"{spec.name}.ipynb" for spec in specs]
-        trained = Material.load(assignment).integrity is not None
-        options = BatchOptions(jobs=jobs, progress=False, data_dir=raw if trained else None,
-                               overrides=overrides if trained else {}, integrity_overrides=integrity)
-        outcome = grade_batch(assignment, paths, out / assignment.name, store, options, executor=pool)
-        print(f"\n{assignment.name}: built and graded {len(paths)} samples in {time.monotonic() - t0:.1f} s "
-              f"({outcome.cached} from the store)")
-        for spec, record in zip(specs, outcome.records, strict=True):
-            ok = matches(spec, record)
-            mismatches += not ok
-            per_question = " ".join(f"{q['name']}:{fmt(q['score'])}" for q in record["questions"])
-            flag = "" if ok else "   <-- not the expected grade"
-            verdict = ""
-            if "integrity" in record:
-                integrity = record["integrity"]
-                accuracy = integrity.get("measured_accuracy")
-                verdict = (f"  measured {100 * accuracy:.2f} %" if accuracy is not None else "") + (
-                    f"  flags: {', '.join(integrity['flags'])}" if integrity["flags"] else "  eligible")
-            print(f"  {spec.name:<34} {fmt(total(record)):>5}/{fmt(possible(record)):<3} {per_question}{verdict}{flag}")
-        if trained:
-            print((out / assignment.name / "leaderboard.md").read_text().split("## Not ranked")[0])
+    total = sum(len(load_specs(assignment)) for assignment in course.assignments())
+    bar = tqdm(total=total, desc="demo: grading the samples of every assignment", unit="nb", file=sys.stderr,
+               dynamic_ncols=True)
+    try:
+        for assignment in course.assignments():
+            mismatches += _grade_one(assignment, jobs, out, store, pool, raw, overrides, integrity, bar)
+    finally:
+        bar.close()
+    return mismatches
+
+
+def _grade_one(assignment: Assignment, jobs: int, out: Path, store: Store, pool: Executor, raw: Path,
+               overrides: dict[str, Any], integrity: dict[str, Any], bar: Any) -> int:
+    mismatches = 0
+    t0 = time.monotonic()
+    build(assignment, run_tests=False)
+    specs = load_specs(assignment)
+    paths = [assignment.submissions_dir / f"{spec.name}.ipynb" for spec in specs]
+    trained = Material.load(assignment).integrity is not None
+    options = BatchOptions(jobs=jobs, progress=False, data_dir=raw if trained else None,
+                           overrides=overrides if trained else {}, integrity_overrides=integrity,
+                           on_graded=lambda: bar.update(1))
+    outcome = grade_batch(assignment, paths, out / assignment.name, store, options, executor=pool)
+    bar.update(outcome.cached)
+    print(f"\n{assignment.name}: built and graded {len(paths)} samples in {time.monotonic() - t0:.1f} s "
+          f"({outcome.cached} from the store)")
+    for spec, record in zip(specs, outcome.records, strict=True):
+        ok = matches(spec, record)
+        mismatches += not ok
+        per_question = " ".join(f"{q['name']}:{fmt(q['score'])}" for q in record["questions"])
+        flag = "" if ok else "   <-- not the expected grade"
+        verdict = ""
+        if "integrity" in record:
+            integrity = record["integrity"]
+            accuracy = integrity.get("measured_accuracy")
+            verdict = (f"  measured {100 * accuracy:.2f} %" if accuracy is not None else "") + (
+                f"  flags: {', '.join(integrity['flags'])}" if integrity["flags"] else "  eligible")
+        print(f"  {spec.name:<34} {fmt(total(record)):>5}/{fmt(possible(record)):<3} {per_question}{verdict}{flag}")
+    if trained:
+        print((out / assignment.name / "leaderboard.md").read_text().split("## Not ranked")[0])
     return mismatches

@@ -58,6 +58,7 @@ class BatchOptions:
     backend: dict[str, Any] | None = None  # None: the local sandbox; else container settings (engine, image)
     integrity_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. a smaller budget for small data
     worker_memory_mb: int = WORKER_MEMORY_MB  # each grading worker's own memory limit (our own pool only)
+    on_graded: Callable[[], None] | None = None  # called as each submission is graded (a caller's progress bar)
 
     def limits_for(self, material: Material) -> Limits:
         if self.limits is not None:
@@ -151,6 +152,8 @@ def grade_batch(assignment: Assignment, paths: list[Path], out: Path, store: Sto
                     store.put(record)
                 by_name[job.submission] = record
                 outcome.graded += 1
+                if options.on_graded:
+                    options.on_graded()
         finally:
             if own_pool:
                 pool.shutdown(wait=True, cancel_futures=True)
