@@ -119,6 +119,16 @@ class SandboxedKernel:
         self._monitor: zmq.Socket | None = None
 
     def start(self, timeout: float = 120.0) -> None:
+        try:
+            self._start(timeout)
+        except KernelDied:
+            # No student code runs before a kernel is ready: a template's kernel that did not
+            # start is the template's fault, and a fresh kernel takes its place.
+            if not self.sandbox.template_failed():
+                raise
+            self._start(timeout)
+
+    def _start(self, timeout: float) -> None:
         ipc = self.sandbox.ipc_dir
         self.starts += 1
         name = f"kernel{self.starts}"
@@ -131,6 +141,11 @@ class SandboxedKernel:
             os.chown(km.connection_file, self.sandbox.uid, self.sandbox.uid)
         km.start_kernel(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.km = km
+        try:
+            self.sandbox.started(timeout)
+        except Exception as error:  # noqa: BLE001 - a kernel that could not be put in did not start
+            self.shutdown()
+            raise KernelDied(f"the kernel did not start: {error}") from error
         self.kc = _BoundedClient(parent=km, context=self._context)
         self.kc.load_connection_info(km.get_connection_info())
         self.kc.session.unpack = _bounded_unpack

@@ -78,6 +78,9 @@ def preflight(backend: dict[str, Any] | None, sandboxed: bool, limits: Limits) -
         return
     try:
         with sandbox_factory(backend, sandboxed)(limits, {}, None) as sandbox:
+            # A fresh kernel: one canary is cheaper than starting a kernel template in this process,
+            # and a template's kernel that fails to start is replaced by a fresh one anyway.
+            sandbox.use_template = False
             check_sandbox(sandbox, limits)
     except SandboxFault:
         raise

@@ -145,6 +145,12 @@ class ContainerSandbox:
 
     # -- what happened --------------------------------------------------------------------------
 
+    def started(self, timeout: float) -> None:
+        """The kernel's command has started: nothing else to do (see LocalSandbox.started)."""
+
+    def template_failed(self) -> bool:
+        return False  # its kernels are never forked from a template
+
     def kill_all(self) -> None:
         """Stop and remove the running container(s), keeping what they tell about memory first."""
         live = [c for c in self.containers if c.ooms is None]

@@ -39,12 +39,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
 from autograder.sandbox.cgroups import CgroupSet
 from autograder.sandbox.limits import Limits
 from autograder.sandbox.prologue import with_prologue
+from autograder.sandbox.template import TemplateUnavailable, template_for
 
 SLOTS = 64
 FIRST_UID = 61000
@@ -137,6 +139,8 @@ class LocalSandbox:
         self.limits = limits
         self.home_files = home_files or {}
         self.data = data
+        self.use_template = os.environ.get("AUTOGRADER_KERNEL_TEMPLATE", "1") != "0"
+        self._kernel_arguments: list[str] | None = None
 
     def __enter__(self) -> LocalSandbox:
         problem = sandbox_problem()
@@ -184,7 +188,7 @@ class LocalSandbox:
         env = {
             "HOME": HOME, "PATH": f"{sys.prefix}/bin:/usr/bin:/bin", "LANG": "C.UTF-8",
             "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg", "IPYTHONDIR": f"{HOME}/.ipython",
-            "JUPYTER_PLATFORM_DIRS": "1", "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
+            "JUPYTER_PLATFORM_DIRS": "1", "PWD": HOME, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
             "OPENBLAS_NUM_THREADS": threads, "AUTOGRADER_THREADS": threads,
         }
         if self.data:
@@ -193,7 +197,60 @@ class LocalSandbox:
         return env
 
     def wrap(self, argv: list[str]) -> list[str]:
-        """The command line that runs `argv` inside: a shell joins the cgroups, then execs bwrap."""
+        """The command line that runs `argv` inside: a shell joins the cgroups, then execs bwrap.
+        A kernel (`argv` runs ipykernel_launcher) is forked from a kernel template where one can
+        run (`autograder.sandbox.template`): the command is then the sandbox with a placeholder,
+        and `started` puts the kernel in it."""
+        self._kernel_arguments = None
+        if argv[1:3] == ["-m", "ipykernel_launcher"] and self.use_template:
+            template = template_for(self.template_environment())
+            if template is not None:
+                self._kernel_arguments, self._template = argv[3:], template
+                self._ready = self.ipc / f"placeholder-{uuid.uuid4().hex[:8]}"
+                return self._bwrap(["/bin/sh", "-c", f'echo > "{self._ready}" && exec sleep infinity'])
+        return self._bwrap(with_prologue(argv[0], argv, "require", forget=True))
+
+    def started(self, timeout: float) -> None:
+        """After `wrap`'s command started: fork the kernel into it (nothing to do for a fresh one)."""
+        if self._kernel_arguments is None:
+            return
+        deadline = time.monotonic() + timeout
+        while not self._ready.exists():
+            if time.monotonic() > deadline:
+                raise TemplateUnavailable("the sandbox did not come up")
+            time.sleep(0.005)
+        placeholder = self._placeholder_pid()
+        self._template.fork(placeholder, self.cgroups.procs_files(), self.slot.uid, self.environment(), HOME,
+                            self._kernel_arguments, forget=True)
+
+    def template_failed(self) -> bool:
+        """The kernel just started did not come up: if it was a template's, that template serves
+        no more kernels, and the caller may start a fresh one (True)."""
+        if self._kernel_arguments is None:
+            return False
+        self._template.failed()
+        self._kernel_arguments = None
+        return True
+
+    def _placeholder_pid(self) -> int:
+        """The host pid of the sandbox's placeholder: its process 2, run as the slot's uid."""
+        for procs in self.cgroups.procs_files()[:1]:
+            for pid in procs.read_text().split():
+                try:
+                    status = Path(f"/proc/{pid}/status").read_text()
+                except OSError:
+                    continue
+                fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+                if fields.get("NSpid", "").split()[1:] == ["2"] and fields.get("Uid", "").split()[0] == str(self.uid):
+                    return int(pid)
+        raise TemplateUnavailable("the sandbox's placeholder is not running")
+
+    def template_environment(self) -> dict[str, str]:
+        """What a template for this sandbox's kernels is started with: their environment, but for
+        what differs between two sandboxes of the same settings."""
+        return {k: v for k, v in self.environment().items() if k != "AUTOGRADER_DATA"}
+
+    def _bwrap(self, inner: list[str]) -> list[str]:
         size = str(self.limits.disk_mb * 1024 * 1024)
         cmd = ["bwrap", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
                "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--clearenv"]
@@ -220,8 +277,7 @@ class LocalSandbox:
             target = Path(DATA) / relative
             cmd += _parents(target) + ["--ro-bind", str(host), str(target)]
         cmd += ["--chdir", HOME, "setpriv", f"--reuid={self.slot.uid}", f"--regid={self.slot.uid}",
-                "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--",
-                *with_prologue(argv[0], argv, "require", forget=True)]
+                "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--", *inner]
         join = "".join(f'echo $$ > "{procs}" && ' for procs in self.cgroups.procs_files())
         return ["/bin/sh", "-c", join + 'exec "$@"', "sandbox", *cmd]
 

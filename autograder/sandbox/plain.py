@@ -85,6 +85,12 @@ class PlainSandbox:
         return ["/bin/sh", "-c", 'cd "$0" && exec "$@"', str(self.home), "env", "-i", *settings,
                 *with_prologue(argv[0], argv, user_namespace, forget=self.forget_keys)]
 
+    def started(self, timeout: float) -> None:
+        """The kernel's command has started: nothing else to do (see LocalSandbox.started)."""
+
+    def template_failed(self) -> bool:
+        return False  # its kernels are never forked from a template
+
     def kill_all(self) -> None:
         pass  # the kernel manager kills the kernel process itself
 

@@ -30,12 +30,11 @@ from typing import Literal
 
 UserNamespace = Literal["require", "try", "skip"]
 
-PROLOGUE = r"""
+# The isolation itself, as functions: the prologue runs it before exec'ing the kernel, a kernel
+# template (`autograder.sandbox.template`) in the forked kernel.
+ISOLATION = r"""
 import ctypes, errno, os, sys
 
-mode, forget, argv = sys.argv[1], sys.argv[2] == "forget", sys.argv[4:]
-if not sys.platform.startswith("linux") and mode != "require":  # no keyrings, no user namespaces
-    os.execv(argv[0], argv)
 libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long
 KEYCTL = {"x86_64": 250, "aarch64": 219, "riscv64": 219, "loongarch64": 219, "ppc64le": 271,
@@ -107,27 +106,38 @@ def own_user_namespace(flags=0):
     return True
 
 
-if forget:
-    forget_host_keys()
-if mode == "require":
-    try:
-        if not own_user_namespace():
-            fail("cannot make a user namespace")
-    except OSError as error:
-        fail("cannot map the uid in a user namespace", error.errno)
-elif mode == "try":
-    probe = os.fork()
-    if probe == 0:
+def isolate(mode, forget):
+    if forget:
+        forget_host_keys()
+    if mode == "require":
         try:
-            os._exit(0 if own_user_namespace() else 1)
-        except BaseException:
-            os._exit(1)
-    if os.waitpid(probe, 0)[1] == 0:
-        try:
-            own_user_namespace(CLONE_NEWIPC)
+            if not own_user_namespace():
+                fail("cannot make a user namespace")
         except OSError as error:
             fail("cannot map the uid in a user namespace", error.errno)
-new_session_keyring()
+    elif mode == "try":
+        probe = os.fork()
+        if probe == 0:
+            try:
+                os._exit(0 if own_user_namespace() else 1)
+            except BaseException:
+                os._exit(1)
+        if os.waitpid(probe, 0)[1] == 0:
+            try:
+                own_user_namespace(CLONE_NEWIPC)
+            except OSError as error:
+                fail("cannot map the uid in a user namespace", error.errno)
+    new_session_keyring()
+"""
+
+PROLOGUE = r"""
+import os, sys
+
+mode, forget, argv = sys.argv[1], sys.argv[2] == "forget", sys.argv[4:]
+if not sys.platform.startswith("linux") and mode != "require":  # no keyrings, no user namespaces
+    os.execv(argv[0], argv)
+""" + ISOLATION + r"""
+isolate(mode, forget)
 try:
     os.execv(argv[0], argv)
 except OSError as error:
