@@ -63,15 +63,17 @@ class RunOutcome:
     value: Any
 
 
-def _sandbox(job: GradingJob, limits: Limits, data: dict[str, Path] | None) -> Any:
-    return make_sandbox(job.backend, job.sandboxed, limits, job.home_files, data)
+def _sandbox(job: GradingJob, limits: Limits, data: dict[str, Path] | None, rerun: bool) -> Any:
+    return make_sandbox(job.backend, job.sandboxed, limits, job.home_files, data, rerun)
 
 
 def _run(job: GradingJob, limits: Limits, code: list[str], data: dict[str, Path] | None,
-         work: Callable[[NotebookSession], T], cpu_stop: float | None = None, canary: bool = False) -> RunOutcome:
+         work: Callable[[NotebookSession], T], cpu_stop: float | None = None, canary: bool = False,
+         rerun: bool = False) -> RunOutcome:
     """Run the notebook once in a fresh sandbox, then `work` with the live session. `canary`: its
-    kernel's start is the batch's check of the sandbox (SandboxFault stops the batch)."""
-    with _sandbox(job, limits, data) as sandbox:
+    kernel's start is the batch's check of the sandbox (SandboxFault stops the batch); `rerun`: a
+    run compared with the first (see make_sandbox)."""
+    with _sandbox(job, limits, data, rerun) as sandbox:
         start = functools.partial(start_as_canary, sandbox) if canary else None
         session = NotebookSession(sandbox, limits, code, cpu_stop, start)
         try:
@@ -155,11 +157,11 @@ def _integrity(job: GradingJob, limits: Limits, code: list[str], first: training
         return result
     rerun_stop = training.RERUN_CPU_FACTOR * settings["budget_cpu_seconds"]
     second = _run(job, limits, code, _data_views(raw, _standin(raw, standins, secret, 2)), _export(settings),
-                  rerun_stop).value
+                  rerun_stop, rerun=True).value
     third = None
     if second.weights != first.weights and not second.stopped_by_clock:
         third = _run(job, limits, code, _data_views(raw, _standin(raw, standins, secret, 3)), _export(settings),
-                     rerun_stop).value
+                     rerun_stop, rerun=True).value
     comparison = training.compare_runs(first, second, third)
     result["flags"] = result["flags"] + comparison.pop("flags", [])
     result.update(comparison)

@@ -135,10 +135,11 @@ class LocalSandbox:
     `data` (relative path -> host file) appears read-only under /data."""
 
     def __init__(self, limits: Limits, home_files: dict[str, bytes] | None = None,
-                 data: dict[str, Path] | None = None) -> None:
+                 data: dict[str, Path] | None = None, rerun: bool = False) -> None:
         self.limits = limits
         self.home_files = home_files or {}
         self.data = data
+        self.rerun = rerun  # its kernel from the reruns' template (see factory.make_sandbox)
         self.use_template = os.environ.get("AUTOGRADER_KERNEL_TEMPLATE", "1") != "0"
         self._kernel_arguments: list[str] | None = None
 
@@ -203,7 +204,7 @@ class LocalSandbox:
         and `started` puts the kernel in it."""
         self._kernel_arguments = None
         if argv[1:3] == ["-m", "ipykernel_launcher"] and self.use_template:
-            template = template_for(self.template_environment())
+            template = template_for(self.template_environment(), variant=int(self.rerun))
             if template is not None:
                 self._kernel_arguments, self._template = argv[3:], template
                 self._ready = self.ipc / f"placeholder-{uuid.uuid4().hex[:8]}"

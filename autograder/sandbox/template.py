@@ -25,9 +25,12 @@ What the template shares with its kernels, and why nothing crosses from one kern
 its memory is copied at fork, never shared (the template refuses to serve if it has any shared
 writable mapping, and refuses to fork while it has a second thread); its processes are outside
 every sandbox's pid namespace (a kernel cannot name them, let alone signal or trace them, and they
-run as root); it holds no file a kernel can reach. Python's string-hash seed is the one thing every
-kernel of a template has in common that fresh interpreters would not: set iteration order of
-strings is the same in runs 1 and 2 of a submission.
+run as root); it holds no file a kernel can reach. What the template's imports drew from the
+system (numpy's and torch's global generators) is drawn again in each kernel; Python's `random`
+does so itself after a fork. Python's string-hash seed cannot be drawn again: every kernel of one
+template shares it (the iteration order of a set of strings), so the runs hw4 compares with a
+submission's first run have kernels of another template (`variant`), as two fresh interpreters
+would differ. A kernel's own /proc/self/cmdline is its template's (public source, no secret).
 """
 
 from __future__ import annotations
@@ -195,8 +198,12 @@ def become_kernel(request):
     signal.signal(signal.SIGINT, signal.default_int_handler)
     os.environ.clear()
     os.environ.update(request["env"])
-    import numpy
-    numpy.random.seed()  # seeded at import, in the template: every kernel would draw the same numbers
+    # Seeded from the system at import, in the template: every kernel would draw the same numbers
+    # (Python's random reseeds itself after a fork).
+    if "numpy" in sys.modules:
+        sys.modules["numpy"].random.seed()
+    if "torch" in sys.modules:
+        sys.modules["torch"].seed()
     import runpy
     sys.argv = [""] + request["arguments"]
     sys.path[0] = os.getcwd()  # what `python -m` puts first
@@ -298,14 +305,15 @@ class KernelTemplate:
         self.process.wait()
 
 
-_templates: dict[tuple[tuple[str, str], ...], KernelTemplate | None] = {}
+_templates: dict[tuple[Any, ...], KernelTemplate | None] = {}
 _templates_lock = threading.Lock()
 
 
-def template_for(environment: dict[str, str]) -> KernelTemplate | None:
+def template_for(environment: dict[str, str], variant: int = 0) -> KernelTemplate | None:
     """This process's template for kernels of `environment`, started on first use; None where none
-    can run, or where one failed (then kernels start fresh)."""
-    key = tuple(sorted(environment.items()))
+    can run, or where one failed (then kernels start fresh). Templates of two variants are two
+    interpreters: what each drew at its start (the string-hash seed) differs between them."""
+    key = (variant, *sorted(environment.items()))
     with _templates_lock:
         if key in _templates:
             template = _templates[key]

@@ -64,7 +64,8 @@ print(json.dumps({
     "oom_score_adj": open("/proc/self/oom_score_adj").read().strip(), "hostname": socket.gethostname(),
     "interfaces": sorted(l.split(":")[0].strip() for l in open("/proc/net/dev").readlines()[2:]),
     "mounts": mounts, "shared_writable": shared, "visible": visible, "fds": sorted(os.listdir("/proc/self/fd")),
-    "numpy": numpy.random.random(), "random": random.random(),
+    "numpy": numpy.random.random(), "random": random.random(), "hash": hash("a string"),
+    "torch": __import__("torch").rand(1).item(),
 }))
 '''
 
@@ -112,11 +113,24 @@ def test_a_template_kernel_sees_what_a_fresh_kernel_sees() -> None:
         assert [entry for entry in seen["visible"].values() if entry not in inits] == others
 
 
+def _look_rerun() -> dict[str, Any]:
+    with LocalSandbox(LIMITS, rerun=True) as sandbox:
+        return _run(sandbox, LOOK)
+
+
 def test_kernels_of_one_template_draw_different_random_numbers() -> None:
     first, second = _look(True), _look(True)
     assert first["ppid"] == second["ppid"] == 0
-    assert first["numpy"] != second["numpy"]  # numpy's global generator was seeded in the template
-    assert first["random"] != second["random"]
+    # numpy's and torch's global generators were seeded in the template, at import.
+    for generator in ("numpy", "torch", "random"):
+        assert first[generator] != second[generator], generator
+    assert first["hash"] == second["hash"]  # the one thing they share (hence the reruns' template)
+
+
+def test_a_rerun_kernel_comes_from_another_interpreter_than_the_first_runs() -> None:
+    first, rerun = _look(True), _look_rerun()
+    assert first["ppid"] == rerun["ppid"] == 0
+    assert first["hash"] != rerun["hash"]  # as between two fresh interpreters: a set of strings iterates differently
 
 
 ATTACK = r'''
