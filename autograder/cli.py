@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from autograder.course import Assignment, Course, CourseError
+
+if TYPE_CHECKING:
+    from autograder.grading.workers import KernelTemplates
 
 
 def _course(args: argparse.Namespace) -> Course:
@@ -57,11 +61,29 @@ def cmd_grade(args: argparse.Namespace) -> int:
     assignment = course.assignment(args.assignment)
     # The first worker starts (and imports) while this process imports the rest and reads the class.
     tests = {p.name: p.read_text(encoding="utf-8") for p in sorted(assignment.tests_dir.glob("*.py"))}
-    started = start_workers(args.jobs, warm_modules(tests))
+    started = start_workers(args.jobs, warm_modules(tests), _templates(args, assignment))
     try:
         return _grade(args, course, assignment, started)
     finally:
         started[0].shutdown(cancel_futures=True)
+
+
+def _templates(args: argparse.Namespace, assignment: Assignment) -> KernelTemplates | None:
+    """The kernel templates the first worker starts ahead (local sandbox only): the assignment's
+    thread setting, and a second template where hw4's reruns need one."""
+    import tomllib
+
+    from autograder.grading.workers import KernelTemplates
+    from autograder.sandbox.limits import Limits
+
+    if args.backend != "local":
+        return None
+    try:
+        settings = tomllib.loads(assignment.grading_settings.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return None  # grade_batch reports what is wrong with the material
+    threads = settings.get("limits", {}).get("threads", Limits().threads)
+    return KernelTemplates(int(threads), reruns="integrity" in settings)
 
 
 def _grade(args: argparse.Namespace, course: Course, assignment: Assignment, started: tuple) -> int:

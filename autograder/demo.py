@@ -14,7 +14,7 @@ from autograder.authoring.samples import SampleSpec, load_specs
 from autograder.course import Assignment, Course
 from autograder.grading.batch import BatchOptions, grade_batch
 from autograder.grading.material import Material
-from autograder.grading.workers import default_executor
+from autograder.grading.workers import KernelTemplates, default_executor, warm_up
 from autograder.integrity.synthetic import SYNTHETIC_INTEGRITY, SYNTHETIC_LIMITS, write_synthetic_mnist
 from autograder.integrity.training import eligible
 from autograder.reports.scores import fmt, possible, total
@@ -70,6 +70,11 @@ def run_demo(course: Course, jobs: int = 2, out: Path | None = None, data: Path 
         raw, overrides, integrity = data / "MNIST" / "raw", {}, {}
     mismatches = 0
     pool = default_executor(jobs)  # one pool for all assignments: workers start (and import torch) once
+    # Their kernel templates start while the first assignment builds (every demo kernel has one
+    # thread, hw4's on the generated set too; hw4's reruns have a template of their own).
+    templates = KernelTemplates(SYNTHETIC_LIMITS["threads"], reruns=True) if data is None else None
+    for _ in range(jobs):
+        pool.submit(warm_up, ("torch",), templates)
     try:
         mismatches = _grade_all(course, jobs, out, store, pool, raw, overrides, integrity)
     finally:

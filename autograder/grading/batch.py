@@ -25,6 +25,7 @@ from autograder.grading.material import Material, grader_code_digest
 from autograder.grading.preflight import SandboxFault, preflight
 from autograder.grading.workers import (
     WORKER_MEMORY_MB,
+    KernelTemplates,
     default_executor,
     import_in_background,
     warm_modules,
@@ -139,8 +140,10 @@ def grade_batch(assignment: Assignment, paths: list[Path], out: Path, store: Sto
             if warm_pool is not None:
                 warm_pool[1].result()  # its worker is idle now: the first job goes to it, not to a new one
             elif own_pool:  # the workers start and import what the tests need while the canary runs
+                templates = None if options.backend else KernelTemplates(
+                    Limits(**limits).threads, reruns=material.integrity is not None)
                 for _ in range(min(options.jobs, len(pending))):
-                    pool.submit(warm_up, warm_modules(material.tests))
+                    pool.submit(warm_up, warm_modules(material.tests), templates)
             # A sandbox that cannot start grades no one: a canary first, or (a batch of one) the
             # submission's own first kernel start is the canary.
             if len(pending) == 1:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from dataclasses import dataclass
 
 # What one grading worker may hold: an honest hw3 job peaks near 0.6 GB (bench/wall_memory.py).
 WORKER_MEMORY_MB = 6144
@@ -33,12 +34,12 @@ def default_executor(jobs: int, worker_memory_mb: int = WORKER_MEMORY_MB) -> Exe
                                initializer=_confine_worker, initargs=(worker_memory_mb,))
 
 
-def start_workers(jobs: int, modules: tuple[str, ...],
+def start_workers(jobs: int, modules: tuple[str, ...], templates: KernelTemplates | None = None,
                   worker_memory_mb: int = WORKER_MEMORY_MB) -> tuple[Executor, Future]:
     """A pool whose first worker starts and warms up now (before the caller imports the grading
     code itself), and the future of that warm-up."""
     pool = default_executor(jobs, worker_memory_mb)
-    return pool, pool.submit(warm_up, modules)
+    return pool, pool.submit(warm_up, modules, templates)
 
 
 def warm_modules(tests: dict[str, str]) -> tuple[str, ...]:
@@ -46,9 +47,27 @@ def warm_modules(tests: dict[str, str]) -> tuple[str, ...]:
     return ("torch",) if any("torch" in source for source in tests.values()) else ()
 
 
-def warm_up(modules: tuple[str, ...]) -> None:
-    """Run in a fresh worker first: import the grading code now, and `modules` (torch, for the
-    hidden tests) in the background, while the first job's kernel runs its notebook."""
+@dataclass(frozen=True)
+class KernelTemplates:
+    """The kernel templates a worker starts ahead (local sandbox only): for kernels of `threads`
+    threads, and with `reruns` the second one hw4's reruns take their kernels from."""
+    threads: int
+    reruns: bool = False
+
+
+def warm_up(modules: tuple[str, ...], templates: KernelTemplates | None = None) -> None:
+    """Run in a fresh worker first: start the kernel templates (their imports run in their own
+    processes), import the grading code now, and `modules` (torch, for the hidden tests) in the
+    background, while the first job's kernel runs its notebook."""
+    if templates is not None:
+        from autograder.sandbox.limits import Limits
+        from autograder.sandbox.local import LocalSandbox, sandbox_problem
+        from autograder.sandbox.template import template_for
+
+        if sandbox_problem() is None:
+            environment = LocalSandbox(Limits(threads=templates.threads)).template_environment()
+            for variant in range(1 + templates.reruns):
+                template_for(environment, variant)  # from this, the main thread: see KernelTemplate
     import autograder.grading.job  # noqa: F401 - imported for its cost, now rather than in a job
 
     import_in_background(modules)

@@ -233,7 +233,9 @@ class TemplateUnavailable(RuntimeError):
 
 class KernelTemplate:
     """One template process, for kernels of one environment (the thread settings are read by the
-    numerical libraries when they are loaded, so a template serves only kernels of its own)."""
+    numerical libraries when they are loaded, so a template serves only kernels of its own).
+    It dies with the thread that starts it (PR_SET_PDEATHSIG): start it from a thread that lives
+    as long as its kernels are wanted (a worker's main thread); one that died is started again."""
 
     def __init__(self, environment: dict[str, str], preload: tuple[str, ...] = PRELOADED) -> None:
         self.environment = dict(environment)
