@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,19 @@ def run_probe(sandbox: Any, limits: Limits) -> dict[str, Any]:
         return {name: bridge.resolve(name) for name in FINDINGS}
     finally:
         session.close()
+
+
+def run_cell_json(sandbox: Any, limits: Limits, code: str) -> Any:
+    """Run one cell in a fresh kernel of the entered `sandbox`; the JSON its last printed line
+    holds. The kernel is gone after."""
+    session = NotebookSession(sandbox, limits, [code])
+    try:
+        report = session.run()[0]
+    finally:
+        session.close()
+    assert report.status == "ok", (report.error, report.traceback)
+    text = "".join(o.get("text", "") for o in report.outputs if o.get("output_type") == "stream")
+    return json.loads(text.strip().splitlines()[-1])
 
 
 def assert_bombs_contained(record: dict[str, Any], memory_mb: int) -> None:

@@ -29,11 +29,11 @@ from typing import Any
 
 import pytest
 
-from autograder.execution.session import NotebookSession
 from autograder.sandbox.limits import Limits
 from autograder.sandbox.local import FIRST_UID, SLOTS, LocalSandbox, sandbox_problem
 from autograder.sandbox.plain import PlainSandbox
 from autograder.sandbox.prologue import with_prologue
+from tests.probe import run_cell_json
 
 pytestmark = [
     pytest.mark.kernel,
@@ -179,15 +179,7 @@ print(json.dumps({"uid": os.getuid(), "found": found}))
 
 
 def _run(sandbox: LocalSandbox, code: str) -> dict[str, Any]:
-    """Run one cell in a fresh kernel of `sandbox`; what it printed, as JSON. The kernel is gone after."""
-    session = NotebookSession(sandbox, LIMITS, [code])
-    try:
-        report = session.run()[0]
-    finally:
-        session.close()
-    assert report.status == "ok", (report.error, report.traceback)
-    text = "".join(o.get("text", "") for o in report.outputs if o.get("output_type") == "stream")
-    return json.loads(text.strip().splitlines()[-1])
+    return run_cell_json(sandbox, LIMITS, code)
 
 
 def _same_slot(uid: int, stack: ExitStack) -> LocalSandbox:

@@ -10,7 +10,6 @@ keeper outside its pid namespace (getppid() is 0), a fresh one is started by bub
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
@@ -25,6 +24,7 @@ from autograder.execution.session import NotebookSession
 from autograder.sandbox import template
 from autograder.sandbox.limits import Limits
 from autograder.sandbox.local import LocalSandbox, sandbox_problem
+from tests.probe import run_cell_json
 
 pytestmark = [
     pytest.mark.kernel,
@@ -71,14 +71,7 @@ print(json.dumps({
 
 
 def _run(sandbox: LocalSandbox, code: str) -> dict[str, Any]:
-    session = NotebookSession(sandbox, LIMITS, [code])
-    try:
-        report = session.run()[0]
-    finally:
-        session.close()
-    assert report.status == "ok", (report.error, report.traceback)
-    text = "".join(o.get("text", "") for o in report.outputs if o.get("output_type") == "stream")
-    return json.loads(text.strip().splitlines()[-1])
+    return run_cell_json(sandbox, LIMITS, code)
 
 
 def _look(use_template: bool) -> dict[str, Any]:
