@@ -24,12 +24,19 @@ How the child is started, and why this way:
 - The caller reaps the child itself with os.wait4, which gives the child's own CPU time, and sends
   it SIGKILL when the wall-clock backstop passes. (Not its ru_maxrss: after vfork + exec it starts
   from the caller's peak. The peak reported is the cgroup's, or the child's own VmHWM.)
+- On Linux, that interpreter is by default not started per evaluation: a fork server
+  (evaluation_server.py), started by the first evaluation of the grading process, has imported
+  torch once, and forks a child per evaluation that runs `_child` just as BOOT does; the server
+  reaps it with os.wait4 and reports its status and CPU time, and kills it at the backstop on the
+  caller's word. Its module docstring tells what keeps children apart from it and from each other,
+  and how memory is counted. A lost server costs a retry in a fresh interpreter, never a verdict.
+  `EvaluationLimits(server=False)` or AUTOGRADER_EVALUATION_SERVER=0: a fresh interpreter each time.
 
 How it is limited (all in the child, before it reads the export; none depends on machine load):
 - CPU time: RLIMIT_CPU, counted from after `import torch` and torch's first meta-device call (the
-  grader's own ~2.5 s of CPU here): SIGXCPU at the soft limit (Python keeps its default action: the
-  process ends), SIGKILL CPU_GRACE_SECONDS later. RLIMIT_CPU counts every thread of the process, so
-  the pinned thread count is part of the bound.
+  grader's own ~2.5 s of CPU here, paid once by the server): SIGXCPU at the soft limit (Python keeps
+  its default action: the process ends), SIGKILL CPU_GRACE_SECONDS later. RLIMIT_CPU counts every
+  thread of the process, so the pinned thread count is part of the bound.
 - Memory: a cgroup of its own (memory.limit_in_bytes on v1, memory.max and no swap on v2) when the
   grader runs as root with a writable hierarchy (`CgroupSet.usable()`); the kernel's OOM killer then
   ends the child, and the cgroup's oom_kill count tells it was memory. The cgroup counts what the
@@ -73,11 +80,14 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import autograder
 from autograder.execution import codec
 from autograder.sandbox.cgroups import CgroupSet
+
+if TYPE_CHECKING:
+    from autograder.integrity.evaluation_server import EvaluationServer
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +136,7 @@ class EvaluationLimits:
     threads: int = THREADS
     wall_seconds: float | None = None  # None: WALL_FACTOR x cpu_seconds + STARTUP_SECONDS
     cgroup: bool = True  # a cgroup where usable; False forces RLIMIT_DATA/RLIMIT_AS (tests, odd hosts)
+    server: bool = True  # the fork server (evaluation_server.py) on Linux; False: a fresh interpreter each time
 
     def __post_init__(self) -> None:
         if min(self.cpu_seconds, self.memory_mb, self.threads) < 1 or (self.wall_seconds or 1) <= 0:
@@ -144,7 +155,7 @@ class Evaluation:
     accuracies: dict[str, float] = field(default_factory=dict)  # split -> accuracy in [0, 1]
     error: str | None = None  # student-facing; applies to the splits missing from `accuracies`
     limit: str | None = None  # CPU, MEMORY, WALL or CRASHED when kind == LIMIT
-    cpu_seconds: float | None = None  # the child's CPU time, start-up included (for the TA, benches)
+    cpu_seconds: float | None = None  # the child's CPU time (a fresh interpreter's start-up included)
     peak_memory_mb: float | None = None  # the cgroup's peak, or the child's own VmHWM (None if killed)
 
     @property
@@ -159,10 +170,11 @@ def evaluate(export: Any, mean: float, std: float, splits: dict[str, tuple[Path,
              on_start: Callable[[int], None] | None = None) -> Evaluation:
     """`export` rebuilt by GraphModel and measured on each split (images IDX, labels IDX) in a child
     process under `limits`. `on_start` is called with the child's pid (for logs and tests)."""
+    from autograder.integrity import evaluation_server  # it imports this module
     control = {"splits": {name: [str(Path(images)), str(Path(labels))] for name, (images, labels) in
                           _checked_splits(splits).items()},
                "mean": float(mean), "std": float(std), "threads": int(limits.threads),
-               "cpu_seconds": int(limits.cpu_seconds), "parent": os.getpid()}
+               "cpu_seconds": int(limits.cpu_seconds)}
     try:
         payload = json.dumps(codec.encode(export), separators=(",", ":"))  # NaN constants cross as the kernel sent them
     except (codec.NotPlainData, ValueError, TypeError, RecursionError):
@@ -171,16 +183,45 @@ def evaluate(export: Any, mean: float, std: float, splits: dict[str, tuple[Path,
         folder = Path(name)  # mode 0700: only the grader's uid reads the request
         (folder / "export.json").write_text(payload, encoding="utf-8")
         del payload
-        control |= {"export": str(folder / "export.json"), "result": str(folder / "result.json")}
-        cgroups = _cgroups(limits)
-        try:
-            control["cgroup_procs"] = [str(p) for p in cgroups.procs_files()] if cgroups else []
-            control["memory_mb"] = None if cgroups else int(limits.memory_mb)
-            (folder / "control.json").write_text(json.dumps(control), encoding="utf-8")
-            return _run(folder, limits, cgroups, on_start, list(splits))
-        finally:
-            if cgroups is not None:
-                cgroups.remove()
+        control["export"] = str(folder / "export.json")
+        names, suffix = list(splits), ""
+        if evaluation_server.wanted(limits):
+            with evaluation_server.reserved(limits.threads) as server:
+                if server is not None:
+                    try:
+                        return _attempt(folder, suffix, control, limits, on_start, names, server)
+                    except evaluation_server.ServerLost as error:  # nothing of this attempt counts
+                        if isinstance(error, evaluation_server.ServerRefused):
+                            evaluation_server.refused(str(error))
+                        log.warning("the evaluation server was lost (%s): evaluating in a fresh interpreter", error)
+                        suffix = "-2"  # new files: a child of the lost server cannot answer for the retry
+        return _attempt(folder, suffix, control, limits, on_start, names, None)
+
+
+def _attempt(folder: Path, suffix: str, control: dict[str, Any], limits: EvaluationLimits,
+             on_start: Callable[[int], None] | None, names: list[str],
+             server: EvaluationServer | None) -> Evaluation:
+    """One child, on `server` or in a fresh interpreter, with files and a cgroup of its own (a retry
+    after a lost server uses new names: a child of the lost attempt cannot answer for this one)."""
+    reserve = server.baseline_mb if server is not None else 0.0  # what a forked child shares, uncharged
+    cgroups = _cgroups(limits, reserve)
+    paths = {key: folder / f"{key}{suffix}{ext}" for key, ext in
+             (("control", ".json"), ("result", ".json"), ("stderr", ".txt"))}
+    try:
+        control = control | {"result": str(paths["result"]),
+                             "parent": server.pid if server is not None else os.getpid(),
+                             "cgroup_procs": [str(p) for p in cgroups.procs_files()] if cgroups else [],
+                             "memory_mb": None if cgroups else int(limits.memory_mb)}
+        paths["control"].write_text(json.dumps(control), encoding="utf-8")
+        if server is not None:
+            status, cpu, stopped = server.run(paths["control"], paths["stderr"], folder, limits.backstop_seconds,
+                                              on_start)
+        else:
+            status, cpu, stopped = _run_fresh(folder, paths, limits, on_start)
+        return _finish(paths, status, cpu, stopped, cgroups, reserve, names, limits)
+    finally:
+        if cgroups is not None:
+            cgroups.remove()
 
 
 def _checked_splits(splits: dict[str, tuple[Path, Path]]) -> dict[str, tuple[Path, Path]]:
@@ -211,11 +252,14 @@ def _idx_shape(path: Path, ndim: int) -> tuple[int, ...]:
     return shape
 
 
-def _cgroups(limits: EvaluationLimits) -> CgroupSet | None:
+def _cgroups(limits: EvaluationLimits, reserve_mb: float = 0.0) -> CgroupSet | None:
+    """The child's cgroup: memory_mb, less `reserve_mb` already held for it (a forked child's share
+    of the server's pages, charged to the server: evaluation_server.py)."""
     if not limits.cgroup or not CgroupSet.usable():
         return None
+    memory_mb = max(1, math.floor(limits.memory_mb - reserve_mb))
     try:
-        return CgroupSet(f"evaluation-{os.getpid()}-{uuid.uuid4().hex[:8]}", int(limits.memory_mb), PIDS)
+        return CgroupSet(f"evaluation-{os.getpid()}-{uuid.uuid4().hex[:8]}", memory_mb, PIDS)
     except OSError as error:  # a hierarchy that looks writable but is not: the rlimits still hold
         log.warning("no cgroup for the evaluation (%s): memory limited by RLIMIT_DATA/RLIMIT_AS", error)
         return None
@@ -227,30 +271,39 @@ def _environment(threads: int) -> dict[str, str]:
             "MKL_NUM_THREADS": pinned, "OPENBLAS_NUM_THREADS": pinned}
 
 
-def _run(folder: Path, limits: EvaluationLimits, cgroups: CgroupSet | None,
-         on_start: Callable[[int], None] | None, names: list[str]) -> Evaluation:
+def _run_fresh(folder: Path, paths: dict[str, Path], limits: EvaluationLimits,
+               on_start: Callable[[int], None] | None) -> tuple[int, float, bool]:
+    """A child in a fresh interpreter: its wait status, CPU seconds, and whether the backstop ended it."""
     if not sys.executable:
         raise GraderError("no Python executable to start the evaluation with")
     root = str(Path(autograder.__file__).resolve().parent.parent)
-    with (folder / "stderr.txt").open("wb") as stderr:
+    with paths["stderr"].open("wb") as stderr:
         try:
-            process = subprocess.Popen([sys.executable, "-I", "-c", BOOT, root, str(folder / "control.json")],
+            process = subprocess.Popen([sys.executable, "-I", "-c", BOOT, root, str(paths["control"])],
                                        cwd=folder, env=_environment(limits.threads), stdin=subprocess.DEVNULL,
                                        stdout=subprocess.DEVNULL, stderr=stderr, close_fds=True)
         except OSError as error:
             raise GraderError(f"the evaluation process could not start: {error}") from None
         status, usage, stopped = _reap(process, limits.backstop_seconds, on_start)
-    cpu = usage.ru_utime + usage.ru_stime if usage else 0.0
+    return status, usage.ru_utime + usage.ru_stime if usage else 0.0, stopped
+
+
+def _finish(paths: dict[str, Path], status: int, cpu: float, stopped: bool, cgroups: CgroupSet | None,
+            reserve_mb: float, names: list[str], limits: EvaluationLimits) -> Evaluation:
     oom = cgroups.oom_kills() if cgroups else 0
-    evaluation = _outcome(os.waitstatus_to_exitcode(status), cpu, stopped, oom > 0, _result_text(folder),
+    evaluation = _outcome(os.waitstatus_to_exitcode(status), cpu, stopped, oom > 0, _result_text(paths["result"]),
                           names, limits)
     if evaluation.kind == LIMIT and evaluation.limit == CRASHED:
-        tail = (folder / "stderr.txt").read_text(encoding="utf-8", errors="replace")[-LOG_TAIL:]
+        try:
+            tail = paths["stderr"].read_text(encoding="utf-8", errors="replace")[-LOG_TAIL:]
+        except OSError:
+            tail = "(none)"
         log.warning("the evaluation process ended without a result (status %s); its stderr ends with:\n%s",
                     status, tail)
-    # Not ru_maxrss: after a vfork + exec it starts from the caller's own peak. The cgroup's peak, or
-    # the child's own VmHWM as it reported it (unknown when it was killed).
-    peak = cgroups.peak_memory_mb() if cgroups else evaluation.peak_memory_mb
+    # Not ru_maxrss: after a vfork + exec it starts from the caller's own peak. The cgroup's peak (plus
+    # what a forked child shares uncharged), or the child's own VmHWM as it reported it (unknown when
+    # it was killed).
+    peak = cgroups.peak_memory_mb() + reserve_mb if cgroups else evaluation.peak_memory_mb
     return replace(evaluation, cpu_seconds=round(cpu, 3),
                    peak_memory_mb=None if peak is None or math.isnan(peak) else round(peak, 1))
 
@@ -285,8 +338,7 @@ def _reap(process: subprocess.Popen[bytes], backstop: float,
     return status, usage, stopped
 
 
-def _result_text(folder: Path) -> str | None:
-    path = folder / "result.json"
+def _result_text(path: Path) -> str | None:
     try:
         with path.open("rb") as handle:
             data = handle.read(MAX_RESULT_BYTES + 1)
@@ -347,8 +399,11 @@ def _parsed(text: str, names: list[str]) -> Evaluation | None:
 
 # --- the child's side ------------------------------------------------------------------------------
 
-def _child(control_path: str) -> None:
-    """The child process: confine itself, then evaluate and write the answer."""
+def _child(control_path: str, rss_kb: int | None = None) -> None:
+    """The child process: confine itself, then evaluate and write the answer. `rss_kb`, for a child
+    forked from the evaluation server: the server's resident memory at the fork, which a fresh child
+    would hold here (the forked one holds less: its parent's file pages are mapped in it lazily)."""
+    unmapped_kb = 0 if rss_kb is None else max(0, rss_kb - _status_kb()["VmRSS"])  # added to its VmHWM
     control = json.loads(Path(control_path).read_text(encoding="utf-8"))
     try:
         _confine(control)
@@ -362,8 +417,8 @@ def _child(control_path: str) -> None:
     _warm_up(torch)
     _limit_cpu(control["cpu_seconds"])
     if control["memory_mb"] is not None:
-        _limit_memory(control["memory_mb"])
-    _answer(control, _evaluate_here(control))
+        _limit_memory(control["memory_mb"], rss_kb)
+    _answer(control, _evaluate_here(control), unmapped_kb)
 
 
 def _warm_up(torch: Any) -> None:
@@ -374,9 +429,9 @@ def _warm_up(torch: Any) -> None:
         layer(torch.empty((1, 2), device="meta"))
 
 
-def _answer(control: dict[str, Any], answer: dict[str, Any]) -> None:
+def _answer(control: dict[str, Any], answer: dict[str, Any], unmapped_kb: int = 0) -> None:
     """Written under another name, then renamed: a child killed meanwhile leaves no half answer."""
-    answer["peak_mb"] = _status_kb().get("VmHWM", 0) / 1024
+    answer["peak_mb"] = (_status_kb().get("VmHWM", 0) + unmapped_kb) / 1024
     temporary = Path(control["result"] + ".partial")
     temporary.write_text(json.dumps(answer), encoding="utf-8")
     temporary.replace(control["result"])
@@ -407,11 +462,12 @@ def _limit_cpu(seconds: int) -> None:
     resource.setrlimit(resource.RLIMIT_CPU, (soft, soft + CPU_GRACE_SECONDS))
 
 
-def _limit_memory(memory_mb: int) -> None:
-    """Without a cgroup: what the process may still take is memory_mb minus what it holds now,
-    added to its current data and address-space sizes (torch's import already mapped them)."""
+def _limit_memory(memory_mb: int, rss_kb: int | None = None) -> None:
+    """Without a cgroup: what the process may still take is memory_mb minus what it holds now
+    (`rss_kb` if given), added to its current data and address-space sizes (torch's import already
+    mapped them)."""
     status = _status_kb()
-    left = max(0, memory_mb * 1024 - status["VmRSS"]) * 1024
+    left = max(0, memory_mb * 1024 - (status["VmRSS"] if rss_kb is None else rss_kb)) * 1024
     for limit, current in ((resource.RLIMIT_DATA, status["VmData"]), (resource.RLIMIT_AS, status["VmSize"])):
         resource.setrlimit(limit, (current * 1024 + left, current * 1024 + left))
 
