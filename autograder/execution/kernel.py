@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import secrets
 import subprocess
 import sys
 import time
@@ -129,9 +130,16 @@ class SandboxedKernel:
             self._start(timeout)
 
     def _start(self, timeout: float) -> None:
+        try:
+            self._launch(timeout)
+        except OSError as error:  # the sandbox's folders, a kernel left in a state it cannot start in
+            self.shutdown()
+            raise KernelDied(f"the kernel did not start: {error}") from error
+
+    def _launch(self, timeout: float) -> None:
         ipc = self.sandbox.ipc_dir
         self.starts += 1
-        name = f"kernel{self.starts}"
+        name = f"kernel{self.starts}-{secrets.token_hex(4)}"  # not a name an earlier kernel could foresee
         self._context = zmq.Context()
         km = _SandboxedKernelManager(self.sandbox.wrap, transport="ipc", ip=str(ipc / name),
                                      connection_file=str(ipc / f"{name}.json"), context=self._context)
@@ -142,7 +150,7 @@ class SandboxedKernel:
         km.start_kernel(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.km = km
         try:
-            self.sandbox.started(timeout)
+            self.sandbox.started(timeout, km.is_alive)
         except Exception as error:  # noqa: BLE001 - a kernel that could not be put in did not start
             self.shutdown()
             raise KernelDied(f"the kernel did not start: {error}") from error
@@ -160,7 +168,7 @@ class SandboxedKernel:
             raise KernelDied(f"the kernel did not start: {error}") from error
 
     def alive(self) -> bool:
-        return self.km is not None and self.km.is_alive()
+        return self.km is not None and self.km.is_alive() and self.sandbox.kernel_kept()
 
     def execute(self, code: str, timeout: float, reply_mime: str | None = None,
                 cpu_limit: float | None = None, store_history: bool = True) -> CellRun:

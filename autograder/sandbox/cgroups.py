@@ -43,6 +43,16 @@ class CgroupSet:
                 cpu_dir.mkdir(parents=True)
                 self.dirs["cpuacct"] = cpu_dir
 
+    def set_limits(self, memory_mb: int, pids: int) -> None:
+        """New limits, before anything runs in it (a template's kernel: see LocalSandbox.started)."""
+        limit = str(memory_mb * 1024 * 1024)
+        if self.v2:
+            (self.dirs["unified"] / "memory.max").write_text(limit)
+            (self.dirs["unified"] / "pids.max").write_text(str(pids))
+        else:
+            (self.dirs["memory"] / "memory.limit_in_bytes").write_text(limit)
+            (self.dirs["pids"] / "pids.max").write_text(str(pids))
+
     @staticmethod
     def usable() -> bool:
         if (ROOT / "cgroup.controllers").is_file():

@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import tempfile
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,8 +146,11 @@ class ContainerSandbox:
 
     # -- what happened --------------------------------------------------------------------------
 
-    def started(self, timeout: float) -> None:
+    def started(self, timeout: float, alive: Callable[[], bool]) -> None:
         """The kernel's command has started: nothing else to do (see LocalSandbox.started)."""
+
+    def kernel_kept(self) -> bool:
+        return True  # the kernel is the command's own process: nothing else keeps it
 
     def template_failed(self) -> bool:
         return False  # its kernels are never forked from a template

@@ -32,15 +32,18 @@ the slot's uid cannot reach (an interpreter under /root, data in a folder privat
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
 import os
+import select
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from autograder.sandbox.cgroups import CgroupSet
@@ -142,6 +145,9 @@ class LocalSandbox:
         self.rerun = rerun  # its kernel from the reruns' template (see factory.make_sandbox)
         self.use_template = os.environ.get("AUTOGRADER_KERNEL_TEMPLATE", "1") != "0"
         self._kernel_arguments: list[str] | None = None
+        self._kernel_starts = 0
+        self._keeper: int | None = None  # a pidfd of the running template kernel's keeper
+        self._reserve_mb = 0.0
 
     def __enter__(self) -> LocalSandbox:
         problem = sandbox_problem()
@@ -168,6 +174,7 @@ class LocalSandbox:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._forget_keeper()
         try:
             self.cgroups.remove()
         finally:
@@ -203,34 +210,74 @@ class LocalSandbox:
         run (`autograder.sandbox.template`): the command is then the sandbox with a placeholder,
         and `started` puts the kernel in it."""
         self._kernel_arguments = None
-        if argv[1:3] == ["-m", "ipykernel_launcher"] and self.use_template:
-            template = template_for(self.template_environment(), variant=int(self.rerun))
+        self._forget_keeper()
+        if argv[1:3] == ["-m", "ipykernel_launcher"]:
+            self._kernel_starts += 1
+            if self._reserve_mb:  # the last kernel was a template's: this one may start fresh
+                self.cgroups.set_limits(self.limits.memory_mb, self.limits.pids)
+                self._reserve_mb = 0.0
+            self._clear_ipc(keep=Path(argv[argv.index("-f") + 1]).name if "-f" in argv else None)
+            template = template_for(self.template_environment(), int(self.rerun)) if self.use_template else None
             if template is not None:
                 self._kernel_arguments, self._template = argv[3:], template
                 self._ready = self.ipc / f"placeholder-{uuid.uuid4().hex[:8]}"
                 return self._bwrap(["/bin/sh", "-c", f'echo > "{self._ready}" && exec sleep infinity'])
         return self._bwrap(with_prologue(argv[0], argv, "require", forget=True))
 
-    def started(self, timeout: float) -> None:
-        """After `wrap`'s command started: fork the kernel into it (nothing to do for a fresh one)."""
+    def _clear_ipc(self, keep: str | None) -> None:
+        """Before a kernel starts: nothing an earlier kernel of this sandbox left in the socket
+        folder (a full folder, a folder where the next connection file goes) is there any more."""
+        for entry in os.scandir(self.ipc):
+            if entry.name == keep:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+
+    def started(self, timeout: float, alive: Callable[[], bool]) -> None:
+        """After `wrap`'s command started (`alive` tells whether it still runs): fork the kernel
+        into it, nothing to do for a fresh one. A template's kernel shares the template's pages and
+        does not pay for them: its memory limit is lowered by what a fresh kernel would have
+        allocated itself, and the placeholder gets a process of the limit's own."""
         if self._kernel_arguments is None:
             return
         deadline = time.monotonic() + timeout
         while not self._ready.exists():
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or not alive():
                 raise TemplateUnavailable("the sandbox did not come up")
             time.sleep(0.005)
         placeholder = self._placeholder_pid()
-        self._template.fork(placeholder, self.cgroups.procs_files(), self.slot.uid, self.environment(), HOME,
-                            self._kernel_arguments, forget=True)
+        self._reserve_mb = self._template.reserve_mb
+        self.cgroups.set_limits(max(64, int(self.limits.memory_mb - self._reserve_mb)), self.limits.pids + 1)
+        keeper = self._template.fork(placeholder, self.cgroups.procs_files(), self.slot.uid, self.environment(),
+                                     HOME, self._kernel_arguments, forget=True)
+        try:
+            self._keeper = os.pidfd_open(keeper)
+        except ProcessLookupError:
+            raise TemplateUnavailable("the kernel's keeper ended at once") from None
+
+    def _forget_keeper(self) -> None:
+        if self._keeper is not None:
+            os.close(self._keeper)
+            self._keeper = None
+
+    def kernel_kept(self) -> bool:
+        """False once a template kernel's keeper is gone: without it the sandbox would not end with
+        the kernel, so the kernel counts as dead (a fresh kernel: always True)."""
+        return self._keeper is None or not select.select([self._keeper], [], [], 0)[0]
 
     def template_failed(self) -> bool:
-        """The kernel just started did not come up: if it was a template's, that template serves
-        no more kernels, and the caller may start a fresh one (True)."""
+        """The kernel just started did not come up: if it was a template's, the caller may start a
+        fresh one (True). Only a sandbox's first kernel, before any student code ran in it, tells
+        about the template: then the template serves no more kernels."""
         if self._kernel_arguments is None:
             return False
-        self._template.failed()
+        if self._kernel_starts == 1:
+            self._template.failed()
         self._kernel_arguments = None
+        self.use_template = False
         return True
 
     def _placeholder_pid(self) -> int:
@@ -289,7 +336,7 @@ class LocalSandbox:
         return self.cgroups.oom_kills()
 
     def peak_memory_mb(self) -> float:
-        return self.cgroups.peak_memory_mb()
+        return self.cgroups.peak_memory_mb() + self._reserve_mb
 
     def cpu_seconds(self) -> float | None:
         return self.cgroups.cpu_seconds()

@@ -24,6 +24,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from autograder.sandbox.limits import Limits
@@ -85,8 +86,11 @@ class PlainSandbox:
         return ["/bin/sh", "-c", 'cd "$0" && exec "$@"', str(self.home), "env", "-i", *settings,
                 *with_prologue(argv[0], argv, user_namespace, forget=self.forget_keys)]
 
-    def started(self, timeout: float) -> None:
+    def started(self, timeout: float, alive: Callable[[], bool]) -> None:
         """The kernel's command has started: nothing else to do (see LocalSandbox.started)."""
+
+    def kernel_kept(self) -> bool:
+        return True  # the kernel is the command's own process: nothing else keeps it
 
     def template_failed(self) -> bool:
         return False  # its kernels are never forked from a template

@@ -56,14 +56,23 @@ REPLY_TIMEOUT = 30.0  # seconds for a template's fork to be acknowledged
 # The template's own code. Inline, like the prologue: the same text runs in the template (outside
 # any sandbox) and in its kernels (where the autograder package is not importable).
 TEMPLATE = ISOLATION + r'''
-import json, select, signal, traceback
+import gc, json, select, signal, traceback
 
 CLONE = {"mnt": 0x00020000, "cgroup": 0x02000000, "uts": 0x04000000, "ipc": 0x08000000,
          "net": 0x40000000, "pid": 0x20000000}
 JOINED = ("ipc", "uts", "net", "cgroup", "pid", "mnt")
 KEEPER_JOINS = ("ipc", "uts", "net", "pid")  # its child, the kernel, is then in the sandbox's pid namespace
-PR_SET_PDEATHSIG, PR_SET_DUMPABLE = 1, 4
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAP_AMBIENT, CAP_KILL = 1, 4, 47, 5
 KEEPER_TIMEOUT = 20  # seconds for a keeper to join a sandbox: a few milliseconds, unless broken
+STARTUP_SIGNALS = {}  # the interpreter's own dispositions (SIGPIPE and SIGXFSZ ignored), for the kernels
+
+
+class BecomeKernel(BaseException):
+    """Raised in a forked kernel once it is isolated: it unwinds every frame of the template and
+    keeper code (and their locals: the request, host pids and paths) before ipykernel runs."""
+
+    def __init__(self, arguments):
+        self.arguments = arguments
 
 
 def one_thread():
@@ -75,24 +84,38 @@ def shared_writable_mappings():
         return [line for line in maps if line.split()[1][1] == "w" and line.split()[1][3] == "s"]
 
 
-def serve(preload, parent):
+def anonymous_kb():
+    with open("/proc/self/status") as status:
+        return int([line.split()[1] for line in status if line.startswith("RssAnon:")][0])
+
+
+def serve(preload):
+    for signum in range(1, signal.NSIG):
+        try:
+            STARTUP_SIGNALS[signum] = signal.getsignal(signum)
+        except (OSError, ValueError):
+            pass
     for name in preload:
         __import__(name)
-    if prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0 or os.getppid() != parent:
-        os._exit(1)  # the grader is gone already
+    if prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        os._exit(1)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernels' keepers are reaped by the system
+    gc.freeze()  # what the imports made is never collected, so never copied into a kernel by gc
     problem = None if one_thread() else "a preloaded module started a thread"
     problem = problem or ("shared writable mappings: %r" % shared_writable_mappings()[:3]
                           if shared_writable_mappings() else None)
-    requests, replies = os.fdopen(0, "rb", buffering=0), os.fdopen(1, "wb", buffering=0)
-    replies.write((json.dumps({"ready": problem is None, "problem": problem}) + "\n").encode())
+    # closefd=False: in a kernel, fds 0 and 1 are /dev/null by the time these objects are freed.
+    requests = open(0, "rb", buffering=0, closefd=False)
+    replies = open(1, "wb", buffering=0, closefd=False)
+    replies.write((json.dumps({"ready": problem is None, "problem": problem,
+                               "anonymous_kb": anonymous_kb()}) + "\n").encode())
     if problem:
         os._exit(1)
     pending = b""
     while True:
         chunk = requests.read(65536)
         if not chunk:
-            os._exit(0)  # the grader closed its end
+            os._exit(0)  # the grader closed its end, or is gone
         pending += chunk
         while b"\n" in pending:
             line, pending = pending.split(b"\n", 1)
@@ -106,6 +129,8 @@ def serve(preload, parent):
                 os.close(joined)
                 try:
                     keep(request, told)
+                except BecomeKernel:
+                    raise
                 except BaseException:
                     traceback.print_exc()
                     os._exit(1)
@@ -155,13 +180,22 @@ def keep_kernel(request, handle, told):
                     target.write("0")
             for kind in ("cgroup", "mnt"):
                 join(namespaces, kind)
-            become_kernel(request)
+            arguments = become_kernel(request)
         except BaseException:
             traceback.print_exc()
-        os._exit(1)
+            os._exit(1)
+        raise BecomeKernel(arguments)
     os.write(told, b"1")
     os.close(told)
-    os.waitpid(kernel, 0)
+    # From here the keeper needs only to signal the placeholder: as root with every capability it
+    # would be more to its kernel than bubblewrap's init is (a tracer, by PTRACE_TRACEME).
+    set_capabilities(1 << CAP_KILL)
+    while True:  # its own child, and any the kernel gives it by CLONE_PARENT
+        try:
+            if os.waitpid(-1, 0)[0] == kernel:
+                return
+        except ChildProcessError:
+            return
 
 
 def join(namespaces, kind):
@@ -178,52 +212,68 @@ def become_kernel(request):
     os.setgroups([])
     os.setresgid(uid, uid, uid)
     os.setresuid(uid, uid, uid)
-    clear_capabilities()
+    set_capabilities(0)
     # A change of uid makes the process undumpable (its /proc/self root's): as after an exec, it is
     # dumpable again, or it could not write its own uid_map below.
     if prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) != 0:
         fail("cannot set dumpable")
     isolate("require", request["forget"])
-    clear_capabilities()  # those of its new user namespace: a fresh kernel loses them at its exec
+    set_capabilities(0)  # those of its new user namespace: a fresh kernel loses them at its exec
     null = os.open("/dev/null", os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null, fd)
-    os.closerange(3, 1 << 16)
-    for signum in range(1, signal.NSIG):
-        if signum not in (signal.SIGKILL, signal.SIGSTOP):
-            try:
-                signal.signal(signum, signal.SIG_DFL)
-            except (OSError, ValueError):
-                pass
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    os.closerange(3, 2 ** 31 - 1)
+    for signum, disposition in STARTUP_SIGNALS.items():
+        try:
+            signal.signal(signum, disposition)
+        except (OSError, ValueError, TypeError):
+            pass
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
     os.environ.clear()
     os.environ.update(request["env"])
-    # Seeded from the system at import, in the template: every kernel would draw the same numbers
-    # (Python's random reseeds itself after a fork).
+    arguments = list(request["arguments"])
+    request.clear()
+    return arguments
+
+
+def run_kernel(arguments):
+    """In the kernel, at the top of its stack: what `python -m ipykernel_launcher ARGUMENTS` runs."""
+    # Drawn from the system at import, in the template: every kernel would draw the same numbers
+    # and keys (Python's random draws again by itself after a fork).
     if "numpy" in sys.modules:
         sys.modules["numpy"].random.seed()
     if "torch" in sys.modules:
         sys.modules["torch"].seed()
+    if "multiprocessing" in sys.modules:
+        sys.modules["multiprocessing"].current_process().authkey = os.urandom(32)
     import runpy
-    sys.argv = [""] + request["arguments"]
+    sys.argv = [""] + arguments
+    sys.orig_argv = [sys.executable, "-m", "ipykernel_launcher", *arguments]
     sys.path[0] = os.getcwd()  # what `python -m` puts first
     runpy.run_module("ipykernel_launcher", run_name="__main__", alter_sys=True)
     sys.exit(0)
 
 
-def clear_capabilities():
-    """No capability left in any set (setuid from root clears the permitted and effective sets,
-    not the inheritable one)."""
+def set_capabilities(mask):
+    """Exactly the capabilities in `mask` (of the first 32) permitted and effective, none
+    inheritable or ambient (setuid from root clears the first two sets, not the inheritable one)."""
     header = (ctypes.c_uint32 * 2)(0x20080522, 0)
-    data = (ctypes.c_uint32 * 6)()
+    data = (ctypes.c_uint32 * 6)(mask, mask, 0, 0, 0, 0)
     if libc.capset(header, data) != 0:
-        fail("cannot clear capabilities")
-    if prctl(47, 4, 0, 0, 0) != 0 and ctypes.get_errno() != errno.EINVAL:  # PR_CAP_AMBIENT_CLEAR_ALL
+        fail("cannot set capabilities")
+    if prctl(PR_CAP_AMBIENT, 4, 0, 0, 0) != 0 and ctypes.get_errno() != errno.EINVAL:  # CLEAR_ALL
         fail("cannot clear ambient capabilities")
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1].split(","), int(sys.argv[2]))
+    becoming = None
+    try:
+        serve(sys.argv[1].split(","))
+    except BecomeKernel as raised:
+        becoming = raised.arguments
+    # Out of the except block, the exception and every frame it held are gone.
+    gc.collect()
+    run_kernel(becoming)
 '''
 
 
@@ -243,10 +293,13 @@ class KernelTemplate:
         self._lock = threading.Lock()
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - the template's stderr, for its failures
         self.process = subprocess.Popen(
-            [sys.executable, "-c", TEMPLATE, ",".join(preload), str(os.getpid())],
+            [sys.executable, "-c", TEMPLATE, ",".join(preload)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, cwd="/",
             env=self.environment, close_fds=True)
         self._ready = False  # its imports go on while the caller does other work: see _wait_ready
+        # What its kernels share with it and do not pay for in their cgroup: its anonymous memory,
+        # which a fresh kernel would have allocated itself (known once it is ready).
+        self.reserve_mb = 0.0
 
     def _wait_ready(self) -> None:
         if self._ready:
@@ -259,6 +312,7 @@ class KernelTemplate:
             self.broken = True
             raise TemplateUnavailable(f"the kernel template did not start: {reply.get('problem')}")
         self._ready = True
+        self.reserve_mb = reply.get("anonymous_kb", 0) / 1024
 
     def _reply(self, timeout: float) -> dict[str, Any]:
         assert self.process.stdout is not None

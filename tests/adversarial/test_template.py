@@ -191,7 +191,7 @@ def test_a_template_kernel_that_cannot_start_is_replaced_by_a_fresh_one(
         assert "did not start" in caplog.text
         assert template.template_for(environment) is None
     finally:
-        template._templates.pop(tuple(sorted((environment or {}).items())), None)
+        template._templates.pop((0, *sorted((environment or {}).items())), None)
 
 
 def test_a_keeper_refuses_a_process_in_the_templates_own_namespaces(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -208,7 +208,7 @@ def test_a_keeper_refuses_a_process_in_the_templates_own_namespaces(monkeypatch:
     finally:
         if host.poll() is None:
             host.kill()
-        template._templates.pop(tuple(sorted((environment or {}).items())), None)
+        template._templates.pop((0, *sorted((environment or {}).items())), None)
 
 
 def test_no_kernel_outlives_its_keeper_or_its_sandbox() -> None:
