@@ -15,7 +15,7 @@ from autograder.course import Assignment, Course
 from autograder.grading.batch import BatchOptions, grade_batch
 from autograder.grading.material import Material
 from autograder.grading.workers import KernelTemplates, default_executor, warm_up
-from autograder.integrity.synthetic import SYNTHETIC_INTEGRITY, SYNTHETIC_LIMITS, write_synthetic_mnist
+from autograder.integrity.synthetic import DEMO_INTEGRITY, DEMO_MNIST, SYNTHETIC_LIMITS, write_synthetic_mnist
 from autograder.integrity.training import eligible
 from autograder.reports.scores import fmt, possible, total
 from autograder.store import Store
@@ -62,10 +62,13 @@ def run_demo(course: Course, jobs: int = 2, out: Path | None = None, data: Path 
     out = out or course.root / "demo-output"
     store = Store(out / "results.sqlite")
     if data is None:
-        raw, overrides, integrity = out / "synthetic-mnist" / "MNIST" / "raw", SYNTHETIC_LIMITS, SYNTHETIC_INTEGRITY
+        # The folder is named after the set's settings: a demo-output/ of other settings is not reused.
+        name = "synthetic-mnist-{n_train}-{n_test}-seed{seed}".format(**DEMO_MNIST)
+        raw, overrides, integrity = out / name / "MNIST" / "raw", SYNTHETIC_LIMITS, DEMO_INTEGRITY
         if not (raw / "t10k-labels-idx1-ubyte").is_file():
-            write_synthetic_mnist(raw)
-        print(f"hw4 runs on a small generated MNIST-like set in {raw} (real MNIST: --data DIR)")
+            write_synthetic_mnist(raw, **DEMO_MNIST)
+        print(f"hw4 runs on a small generated MNIST-like set ({DEMO_MNIST['n_train']} training, "
+              f"{DEMO_MNIST['n_test']} test images) in {raw} (real MNIST: --data DIR)")
     else:
         raw, overrides, integrity = data / "MNIST" / "raw", {}, {}
     mismatches = 0

@@ -123,6 +123,18 @@ def make_synthetic_mnist(n: int, rng: np.random.Generator) -> tuple[np.ndarray, 
 SYNTHETIC_LIMITS = {"timeout": 150, "cell_timeout": 60, "threads": 1}
 SYNTHETIC_INTEGRITY = {"budget_cpu_seconds": 15.0, "budget_seconds": 30.0, "evaluation_cpu_seconds": 8}
 
+# The demo's own set and budget (`autograder demo`; the tests keep the defaults). 2500 training images
+# cost a sixth less training than 3000; fewer do not keep the demo's verdicts and leaderboard: the two
+# small honest MLPs (5 and 10 epochs, no augmentation) fall below 95 % or swap places on nearly every
+# seed (seeds that keep them all: 3000 images 4 of 7, 2500 2 of 6, 2250 0 of 8, 2000 1 of 12 and by one
+# test image, 1500 0 of 12). Seed 1 is one on which, as with the defaults, every sample keeps its
+# verdict and the order stays: reference 100 % > SGD MLP > small MLP > tiny MLP >= 95 % > linear model
+# (98.3, 96.8, 95.7, 87.0 %). The CPU budget is twice what the dearest sample that must stay within it
+# used in run 1 (conv_front_end, 5.6-5.8 CPU-seconds measured with kernel templates; the reference
+# 5.2): over_budget's endless loop costs the grader the budget.
+DEMO_MNIST = {"n_train": 2500, "n_test": 600, "seed": 1}
+DEMO_INTEGRITY = SYNTHETIC_INTEGRITY | {"budget_cpu_seconds": 12.0}
+
 
 def write_synthetic_mnist(raw_dir: Path, n_train: int = 3000, n_test: int = 600, seed: int = 0) -> None:
     """Write the four MNIST IDX files of a synthetic, learnable MNIST-like data set into raw_dir

@@ -48,7 +48,8 @@ from typing import Any
 
 from autograder.sandbox.prologue import ISOLATION
 
-PRELOADED = ("numpy", "torch", "otter", "ipykernel.kernelapp")
+# sympy and torch._dynamo: what torch.use_deterministic_algorithms (the course's set_seed) imports, ~1 CPU-s
+PRELOADED = ("numpy", "torch", "sympy", "torch._dynamo", "otter", "ipykernel.kernelapp")
 log = logging.getLogger(__name__)
 READY_TIMEOUT = 60.0  # seconds for a template to import what it preloads, on a loaded machine
 REPLY_TIMEOUT = 30.0  # seconds for a template's fork to be acknowledged
