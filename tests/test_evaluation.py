@@ -23,7 +23,6 @@ import pytest
 import torch
 import torch.nn as nn
 
-from autograder.execution import codec
 from autograder.integrity import mnist
 from autograder.integrity.evaluation import (
     CPU,
@@ -40,25 +39,19 @@ from autograder.integrity.evaluation import (
     _outcome,
     evaluate,
 )
-from autograder.integrity.model_export import EXPORTER_SOURCE, GraphModel
+from autograder.integrity.model_export import GraphModel
 from autograder.integrity.synthetic import make_synthetic_mnist
 from autograder.sandbox.cgroups import CgroupSet
+from tests.exports import MEAN, STD, over_the_wall, trained_export, write_split
 
 pytestmark = pytest.mark.process  # child processes that import torch: not the fast tier
 
 REPO = Path(__file__).resolve().parents[1]
-MEAN, STD = 0.1307, 0.3081
 RSS_GROWTH_MB = 150  # what one evaluation may leave in the caller: encoding a ~70 MB export, allocator slack
 MODES = [pytest.param(True, id="cgroup", marks=pytest.mark.skipif(not CgroupSet.usable(), reason="no cgroup")),
          pytest.param(False, id="rlimit")]
 
-_EXPORTER: dict[str, Any] = {}
-exec(EXPORTER_SOURCE, _EXPORTER)  # the kernel-side tracer, without IPython
 
-
-def over_the_wall(model: nn.Module) -> Any:
-    """The model as the grader receives it: traced, encoded, sent as JSON, decoded."""
-    return codec.decode(json.loads(json.dumps(codec.encode(_EXPORTER["__autograder_trace"](model)))))
 
 
 def assert_clean(message: str | None) -> None:
@@ -81,11 +74,6 @@ def caller_memory_flat() -> Iterator[None]:
     assert _rss_mb() - before < RSS_GROWTH_MB, f"the caller grew from {before:.0f} to {_rss_mb():.0f} MB"
 
 
-def _write_split(folder: Path, name: str, images: np.ndarray, labels: np.ndarray) -> tuple[Path, Path]:
-    mnist.write_idx(folder / f"{name}-images", images)
-    mnist.write_idx(folder / f"{name}-labels", labels)
-    return folder / f"{name}-images", folder / f"{name}-labels"
-
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
@@ -93,11 +81,11 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     train = make_synthetic_mnist(600, rng)
     test_images, test_labels = make_synthetic_mnist(2500, rng)  # 2500: a last batch of 500 as well
-    splits = {"test": _write_split(folder, "test", test_images, test_labels),
-              "perturbed": _write_split(folder, "perturbed", mnist.perturbed(test_images, 1), test_labels)}
+    splits = {"test": write_split(folder, "test", test_images, test_labels),
+              "perturbed": write_split(folder, "perturbed", mnist.perturbed(test_images, 1), test_labels)}
     big = rng.integers(0, 256, (10_000, 28, 28), dtype=np.uint8), rng.integers(0, 10, 10_000, dtype=np.uint8)
     return {"train": train, "splits": splits, "arrays": {"test": (test_images, test_labels)},
-            "big": _write_split(folder, "big", *big), "folder": folder}
+            "big": write_split(folder, "big", *big), "folder": folder}
 
 
 @pytest.fixture(scope="module")
@@ -105,14 +93,7 @@ def honest(data: dict[str, Any]) -> dict[str, Any]:
     """A small MLP trained for a few steps on the synthetic training images, as exported."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Dropout(0.1), nn.Linear(64, 10))
-    images, labels = data["train"]
-    x, y = torch.from_numpy(mnist.normalised(images, MEAN, STD)), torch.from_numpy(labels.astype(np.int64))
-    optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(30):
-        optimiser.zero_grad()
-        nn.functional.cross_entropy(model(x), y).backward()
-        optimiser.step()
-    return over_the_wall(model)
+    return trained_export(model, *data["train"], steps=30)
 
 
 @pytest.fixture(scope="module")

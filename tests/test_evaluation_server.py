@@ -45,9 +45,10 @@ from autograder.integrity.evaluation import (
     evaluate,
 )
 from autograder.integrity.evaluation_server import SERVER_BOOT, EvaluationServer, using
-from autograder.integrity.model_export import EXPORTER_SOURCE, GraphModel
+from autograder.integrity.model_export import GraphModel
 from autograder.integrity.synthetic import make_synthetic_mnist
 from autograder.sandbox.cgroups import CgroupSet
+from tests.exports import MEAN, STD, over_the_wall, trained_export, write_split
 
 pytestmark = [pytest.mark.process,
               pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the server is Linux only")]
@@ -55,22 +56,11 @@ pytestmark = [pytest.mark.process,
 REPO = Path(__file__).resolve().parents[1]
 ROOT = os.geteuid() == 0  # another process's maps, fds and memory: the server is not dumpable
 needs_root = pytest.mark.skipif(not ROOT, reason="reads another process's fds and memory")
-MEAN, STD = 0.1307, 0.3081
 MODES = [pytest.param(True, id="cgroup", marks=pytest.mark.skipif(not CgroupSet.usable(), reason="no cgroup")),
          pytest.param(False, id="rlimit")]
 
-_EXPORTER: dict[str, Any] = {}
-exec(EXPORTER_SOURCE, _EXPORTER)
 
 
-def over_the_wall(model: nn.Module) -> Any:
-    return codec.decode(json.loads(json.dumps(codec.encode(_EXPORTER["__autograder_trace"](model)))))
-
-
-def _write_split(folder: Path, name: str, images: np.ndarray, labels: np.ndarray) -> tuple[Path, Path]:
-    mnist.write_idx(folder / f"{name}-images", images)
-    mnist.write_idx(folder / f"{name}-labels", labels)
-    return folder / f"{name}-images", folder / f"{name}-labels"
 
 
 @pytest.fixture(scope="module")
@@ -78,23 +68,16 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     folder = tmp_path_factory.mktemp("evaluation-server")
     rng = np.random.default_rng(1)
     train = make_synthetic_mnist(600, rng)
-    splits = {"test": _write_split(folder, "test", *make_synthetic_mnist(1000, rng))}
+    splits = {"test": write_split(folder, "test", *make_synthetic_mnist(1000, rng))}
     big = rng.integers(0, 256, (10_000, 28, 28), dtype=np.uint8), rng.integers(0, 10, 10_000, dtype=np.uint8)
-    return {"train": train, "splits": splits, "big": _write_split(folder, "big", *big), "folder": folder}
+    return {"train": train, "splits": splits, "big": write_split(folder, "big", *big), "folder": folder}
 
 
 @pytest.fixture(scope="module")
 def honest(data: dict[str, Any]) -> dict[str, Any]:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 10))
-    images, labels = data["train"]
-    x, y = torch.from_numpy(mnist.normalised(images, MEAN, STD)), torch.from_numpy(labels.astype(np.int64))
-    optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(20):
-        optimiser.zero_grad()
-        nn.functional.cross_entropy(model(x), y).backward()
-        optimiser.step()
-    return over_the_wall(model)
+    return trained_export(model, *data["train"], steps=20)
 
 
 @pytest.fixture(scope="module")
