@@ -71,19 +71,18 @@ def cmd_grade(args: argparse.Namespace) -> int:
 def _templates(args: argparse.Namespace, assignment: Assignment) -> KernelTemplates | None:
     """The kernel templates the first worker starts ahead (local sandbox only): the assignment's
     thread setting, and a second template where hw4's reruns need one."""
-    import tomllib
-
+    from autograder.grading.material import grading_settings
     from autograder.grading.workers import KernelTemplates
     from autograder.sandbox.limits import Limits
 
     if args.backend != "local":
         return None
     try:
-        settings = tomllib.loads(assignment.grading_settings.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError):
+        settings = grading_settings(assignment)
+        threads = Limits(**settings.get("limits", {})).threads
+    except (CourseError, OSError, TypeError):
         return None  # grade_batch reports what is wrong with the material
-    threads = settings.get("limits", {}).get("threads", Limits().threads)
-    return KernelTemplates(int(threads), reruns="integrity" in settings)
+    return KernelTemplates(threads, reruns="integrity" in settings)
 
 
 def _grade(args: argparse.Namespace, course: Course, assignment: Assignment, started: tuple) -> int:

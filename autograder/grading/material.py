@@ -13,6 +13,16 @@ from autograder import __version__
 from autograder.course import Assignment, CourseError
 
 
+def grading_settings(assignment: Assignment) -> dict:
+    """The built assignment's grading.toml (limits, trained-model checks, leaderboard); {} if none."""
+    if not assignment.grading_settings.is_file():
+        return {}
+    try:
+        return tomllib.loads(assignment.grading_settings.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as error:
+        raise CourseError(f"{assignment.grading_settings_source}: {error}") from error
+
+
 @dataclass(frozen=True)
 class Material:
     assignment: str
@@ -30,13 +40,7 @@ class Material:
             str(p.relative_to(assignment.student_dir)): p.read_bytes()
             for p in sorted(assignment.student_dir.rglob("*")) if p.is_file()
         }
-        settings = {}
-        if assignment.grading_settings.is_file():
-            try:
-                settings = tomllib.loads(assignment.grading_settings.read_text(encoding="utf-8"))
-            except tomllib.TOMLDecodeError as error:
-                raise CourseError(f"{assignment.grading_settings_source}: {error}") from error
-        return cls(assignment.name, tests, home, settings)
+        return cls(assignment.name, tests, home, grading_settings(assignment))
 
     @property
     def integrity(self) -> dict | None:
