@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -61,34 +61,46 @@ def run_demo(course: Course, jobs: int = 2, out: Path | None = None, data: Path 
     started = time.monotonic()
     out = out or course.root / "demo-output"
     store = Store(out / "results.sqlite")
+    # While the workers start and the first assignments grade, two threads build every assignment
+    # (each an `otter assign` subprocess) and write the generated MNIST-like set, in that order.
+    prepare = ThreadPoolExecutor(max_workers=2, thread_name_prefix="demo-prepare")
+    built = {assignment.name: prepare.submit(build, assignment, run_tests=False)
+             for assignment in course.assignments()}
     if data is None:
         # The folder is named after the set's settings: a demo-output/ of other settings is not reused.
         name = "synthetic-mnist-{n_train}-{n_test}-seed{seed}".format(**DEMO_MNIST)
         raw, overrides, integrity = out / name / "MNIST" / "raw", SYNTHETIC_LIMITS, DEMO_INTEGRITY
-        if not (raw / "t10k-labels-idx1-ubyte").is_file():
-            write_synthetic_mnist(raw, **DEMO_MNIST)
+        written = prepare.submit(_write_demo_set, raw)
         print(f"hw4 runs on a small generated MNIST-like set ({DEMO_MNIST['n_train']} training, "
               f"{DEMO_MNIST['n_test']} test images) in {raw} (real MNIST: --data DIR)")
     else:
         raw, overrides, integrity = data / "MNIST" / "raw", {}, {}
+        written = prepare.submit(lambda: None)
     mismatches = 0
     pool = default_executor(jobs)  # one pool for all assignments: workers start (and import torch) once
-    # Their kernel templates start while the first assignment builds (every demo kernel has one
-    # thread, hw4's on the generated set too; hw4's reruns have a template of their own).
+    # Their kernel templates start meanwhile (every demo kernel has one thread, hw4's on the
+    # generated set too; hw4's reruns have a template of their own).
     templates = KernelTemplates(SYNTHETIC_LIMITS["threads"], reruns=True) if data is None else None
     for _ in range(jobs):
         pool.submit(warm_up, ("torch",), templates)
     try:
-        mismatches = _grade_all(course, jobs, out, store, pool, raw, overrides, integrity)
+        mismatches = _grade_all(course, jobs, out, store, pool, raw, overrides, integrity, built, written)
     finally:
         pool.shutdown()
+        prepare.shutdown(cancel_futures=True)
     print(f"\nReports (final_grades.csv, feedback, summary) in {out}/; "
           f"{time.monotonic() - started:.1f} s; {mismatches} sample(s) off their expected grade")
     return 1 if mismatches else 0
 
 
+def _write_demo_set(raw: Path) -> None:
+    if not (raw / "t10k-labels-idx1-ubyte").is_file():
+        write_synthetic_mnist(raw, **DEMO_MNIST)
+
+
 def _grade_all(course: Course, jobs: int, out: Path, store: Store, pool: Executor, raw: Path,
-               overrides: dict[str, Any], integrity: dict[str, Any]) -> int:
+               overrides: dict[str, Any], integrity: dict[str, Any], built: dict[str, Future],
+               written: Future) -> int:
     from tqdm import tqdm
 
     mismatches = 0
@@ -97,26 +109,28 @@ def _grade_all(course: Course, jobs: int, out: Path, store: Store, pool: Executo
                dynamic_ncols=True)
     try:
         for assignment in course.assignments():
-            mismatches += _grade_one(assignment, jobs, out, store, pool, raw, overrides, integrity, bar)
+            built[assignment.name].result()
+            mismatches += _grade_one(assignment, jobs, out, store, pool, raw, overrides, integrity, bar, written)
     finally:
         bar.close()
     return mismatches
 
 
 def _grade_one(assignment: Assignment, jobs: int, out: Path, store: Store, pool: Executor, raw: Path,
-               overrides: dict[str, Any], integrity: dict[str, Any], bar: Any) -> int:
+               overrides: dict[str, Any], integrity: dict[str, Any], bar: Any, written: Future) -> int:
     mismatches = 0
     t0 = time.monotonic()
-    build(assignment, run_tests=False)
     specs = load_specs(assignment)
     paths = [assignment.submissions_dir / f"{spec.name}.ipynb" for spec in specs]
     trained = Material.load(assignment).integrity is not None
+    if trained:
+        written.result()
     options = BatchOptions(jobs=jobs, progress=False, data_dir=raw if trained else None,
                            overrides=overrides if trained else {}, integrity_overrides=integrity,
                            on_graded=lambda: bar.update(1))
     outcome = grade_batch(assignment, paths, out / assignment.name, store, options, executor=pool)
     bar.update(outcome.cached)
-    print(f"\n{assignment.name}: built and graded {len(paths)} samples in {time.monotonic() - t0:.1f} s "
+    print(f"\n{assignment.name}: graded {len(paths)} samples in {time.monotonic() - t0:.1f} s "
           f"({outcome.cached} from the store)")
     for spec, record in zip(specs, outcome.records, strict=True):
         ok = matches(spec, record)
