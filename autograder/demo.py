@@ -75,7 +75,7 @@ def run_demo(course: Course, jobs: int = 2, out: Path | None = None, data: Path 
               f"{DEMO_MNIST['n_test']} test images) in {raw} (real MNIST: --data DIR)")
     else:
         raw, overrides, integrity = data / "MNIST" / "raw", {}, {}
-        written = prepare.submit(lambda: None)
+        written = None  # the TA's own data: nothing to write
     mismatches = 0
     pool = default_executor(jobs)  # one pool for all assignments: workers start (and import torch) once
     # Their kernel templates start meanwhile (every demo kernel has one thread, hw4's on the
@@ -100,7 +100,7 @@ def _write_demo_set(raw: Path) -> None:
 
 def _grade_all(course: Course, jobs: int, out: Path, store: Store, pool: Executor, raw: Path,
                overrides: dict[str, Any], integrity: dict[str, Any], built: dict[str, Future],
-               written: Future) -> int:
+               written: Future | None) -> int:
     from tqdm import tqdm
 
     mismatches = 0
@@ -117,13 +117,13 @@ def _grade_all(course: Course, jobs: int, out: Path, store: Store, pool: Executo
 
 
 def _grade_one(assignment: Assignment, jobs: int, out: Path, store: Store, pool: Executor, raw: Path,
-               overrides: dict[str, Any], integrity: dict[str, Any], bar: Any, written: Future) -> int:
+               overrides: dict[str, Any], integrity: dict[str, Any], bar: Any, written: Future | None) -> int:
     mismatches = 0
     t0 = time.monotonic()
     specs = load_specs(assignment)
     paths = [assignment.submissions_dir / f"{spec.name}.ipynb" for spec in specs]
     trained = Material.load(assignment).integrity is not None
-    if trained:
+    if trained and written is not None:
         written.result()
     options = BatchOptions(jobs=jobs, progress=False, data_dir=raw if trained else None,
                            overrides=overrides if trained else {}, integrity_overrides=integrity,
