@@ -12,7 +12,7 @@ uv run --frozen python -m autograder.sandbox.container_setup ${AUTOGRADER_DOCKER
 echo "CI docker: engine and grading image ready in $((SECONDS - started)) s"
 
 log=$(mktemp)
-AUTOGRADER_DOCKER_TESTS=1 uv run --frozen pytest -m docker -n 0 -s -rs -p no:cacheprovider 2>&1 | tee "$log"
+AUTOGRADER_DOCKER_TESTS=1 uv run --frozen pytest -m docker -s -rs -p no:cacheprovider 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 summary=$(tail -n 1 "$log")
 rm -f "$log"

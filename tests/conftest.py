@@ -47,11 +47,7 @@ KERNEL_FIXTURES = frozenset({"built_course", "engine_pool"})
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests that need a built course or the worker pool start real kernels: marked `kernel`, so
-    that `pytest -m "not kernel and not slow and not docker"` is the fast tier (seconds). Modules
-    with a `slow` test go first: under xdist (modules in this order, see pyproject.toml) the
-    longest module starts at once and the others fill the second process meanwhile."""
+    that `pytest -m "not kernel and not slow and not docker"` is the fast tier (seconds)."""
     for item in items:
         if KERNEL_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.kernel)
-    slow_modules = {item.module for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.module not in slow_modules)  # stable: the rest keep their order
